@@ -1,0 +1,406 @@
+//! One PostgreSQL backend inside Wasmer, driven through the PGlite exports:
+//! instantiate, `_start`, open the session (startup packet), serve the protocol in
+//! stream mode (guest stdin/stdout), recover from ERRORs, shut down cleanly.
+
+use std::sync::Arc;
+
+use anyhow::{bail, Context, Result};
+use virtual_fs::FileSystem;
+use wasmer::{Engine, Instance, Module, RuntimeError, Store, TypedFunction};
+use wasmer_wasix::runtime::module_cache::SharedCache;
+use wasmer_wasix::runtime::task_manager::tokio::TokioTaskManager;
+use wasmer_wasix::runtime::PluggableRuntime;
+use wasmer_wasix::{WasiEnvBuilder, WasiError, WasiFunctionEnv};
+
+use crate::guest_fs::PGDATA;
+use crate::stdio_bridge::{GuestStderr, GuestStdin, GuestStdout};
+use crate::wire;
+
+const EXE_PATH: &str = "/bin/pglite";
+/// `_start` and the main loop exit with 99 to say "alive, input ended".
+const EXIT_ALIVE: i32 = 99;
+/// The host-longjmp fallback: a PostgreSQL ERROR to recover from.
+const EXIT_LONGJMP: i32 = 100;
+/// `pgl_set_protocol_transport` mode: the backend reads fd 0 and writes fd 1.
+const TRANSPORT_STREAM: i32 = 1;
+
+/// The backend exited for good (FATAL, PANIC, or a trap that is not an ERROR).
+#[derive(Debug)]
+pub struct BackendDied {
+    pub reason: String,
+    pub log_tail: String,
+}
+
+impl std::fmt::Display for BackendDied {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "the PostgreSQL backend died: {}", self.reason)?;
+        if !self.log_tail.is_empty() {
+            write!(f, "\nlast server log lines:\n{}", self.log_tail)?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for BackendDied {}
+
+/// Everything a backend needs that outlives one instance.
+pub struct Host {
+    pub engine: Engine,
+    pub module: Module,
+    pub module_sha256: [u8; 32],
+    pub wasix: Arc<PluggableRuntime>,
+    pub fs: Arc<dyn FileSystem + Send + Sync>,
+    /// `-c name=value` settings and flags for the postgres command line.
+    pub postgres_args: Vec<String>,
+    pub username: String,
+}
+
+impl Host {
+    pub fn wasix_runtime(rt: &tokio::runtime::Runtime, engine: &Engine, side_modules: Arc<SharedCache>) -> Arc<PluggableRuntime> {
+        let tasks = Arc::new(TokioTaskManager::new(rt.handle().clone()));
+        let mut runtime = PluggableRuntime::new(tasks);
+        runtime.set_engine(engine.clone());
+        runtime.set_module_cache(side_modules);
+        Arc::new(runtime)
+    }
+}
+
+/// The guest's three standard streams.
+pub struct Stdio {
+    pub stdin: GuestStdin,
+    pub stdout: GuestStdout,
+    pub stderr: GuestStderr,
+}
+
+struct Exports {
+    start: TypedFunction<(), ()>,
+    set_active: TypedFunction<i32, i32>,
+    start_pglite: TypedFunction<(), ()>,
+    force_host_recovery: Option<TypedFunction<i32, i32>>,
+    run_atexit: Option<TypedFunction<(), ()>>,
+    input_reset: TypedFunction<(), i32>,
+    input_write: TypedFunction<(i32, i32), i32>,
+    output_reset: TypedFunction<(), i32>,
+    output_len: TypedFunction<(), i32>,
+    output_read: TypedFunction<(i32, i32), i32>,
+    malloc: TypedFunction<i32, i32>,
+    free: TypedFunction<i32, ()>,
+    get_port: TypedFunction<(), i32>,
+    process_startup: TypedFunction<(i32, i32, i32), i32>,
+    send_conn_data: TypedFunction<(), ()>,
+    pq_flush: TypedFunction<(), ()>,
+    main_loop: TypedFunction<(), ()>,
+    send_ready: TypedFunction<(), ()>,
+    recover_error: TypedFunction<(), ()>,
+    set_transport: TypedFunction<i32, i32>,
+}
+
+pub struct Backend {
+    store: Store,
+    env: WasiFunctionEnv,
+    x: Exports,
+    stdout: GuestStdout,
+    stderr: GuestStderr,
+    active: bool,
+}
+
+enum Trap {
+    Alive,
+    PgError,
+    Exit(i32),
+    Other(String),
+}
+
+fn classify(err: &RuntimeError) -> Trap {
+    if let Some(WasiError::Exit(code)) = err.downcast_ref::<WasiError>() {
+        return match code.raw() {
+            EXIT_ALIVE => Trap::Alive,
+            EXIT_LONGJMP => Trap::PgError,
+            other => Trap::Exit(other),
+        };
+    }
+    let message = err.message();
+    if message.contains("uncaught exception") {
+        Trap::PgError
+    } else {
+        Trap::Other(message)
+    }
+}
+
+impl Backend {
+    /// Instantiates the module and runs PostgreSQL's start-up on `database`.
+    pub fn start(host: &Host, database: &str, stdio: Stdio) -> Result<Self> {
+        let mut store = Store::new(host.engine.clone());
+        let mut builder = WasiEnvBuilder::new(EXE_PATH);
+        builder.set_runtime(host.wasix.clone());
+        builder.set_fs(host.fs.clone());
+        builder.set_current_dir("/");
+        builder.set_stdin(Box::new(stdio.stdin));
+        builder.set_stdout(Box::new(stdio.stdout.clone()));
+        builder.set_stderr(Box::new(stdio.stderr.clone()));
+        // Guest paths resolve through preopens: "/" for everything, /pgdata for the data.
+        builder
+            .add_preopen_build(|p| p.directory("/").read(true).write(true).create(true))
+            .context("preopen /")?;
+        builder
+            .add_preopen_build(|p| p.directory(PGDATA).alias(PGDATA.trim_start_matches('/')).read(true).write(true).create(true))
+            .context("preopen /pgdata")?;
+        for (key, value) in [
+            ("PREFIX", "/"),
+            ("PGDATA", PGDATA),
+            ("PGSYSCONFDIR", PGDATA),
+            ("PGUSER", host.username.as_str()),
+            ("PGDATABASE", database),
+            ("MODE", "REACT"),
+            ("REPL", "N"),
+            ("PGCLIENTENCODING", "UTF8"),
+            ("LC_CTYPE", "C.UTF-8"),
+            ("TZ", "UTC"),
+            ("PGTZ", "UTC"),
+            ("PG_COLOR", "never"),
+            ("HOME", "/home"),
+        ] {
+            builder.add_env(key, value);
+        }
+        builder.add_args(host.postgres_args.iter().cloned());
+        builder.add_args(["-D", PGDATA, database]);
+        let module_hash = wasmer_types_hash(host.module_sha256);
+        let (instance, env) = builder
+            .instantiate_ext(host.module.clone(), module_hash, &mut store)
+            .context("instantiate the PostgreSQL module")?;
+        let x = Exports::load(&mut store, &instance)?;
+        seed_exec_path(&mut store, &instance, &env)?;
+
+        let mut backend = Backend { store, env, x, stdout: stdio.stdout, stderr: stdio.stderr, active: false };
+        backend.boot().map_err(|e| backend.explain(e))?;
+        Ok(backend)
+    }
+
+    fn boot(&mut self) -> Result<()> {
+        let s = &mut self.store;
+        ensure_zero(self.x.input_reset.call(s)?, "pgl_wasix_input_reset")?;
+        ensure_zero(self.x.output_reset.call(s)?, "pgl_wasix_output_reset")?;
+        // ERRORs unwind as wasm exceptions we catch, not as process exits.
+        if let Some(force) = &self.x.force_host_recovery {
+            force.call(s, 0).context("pgl_set_force_host_error_recovery")?;
+        }
+        self.x.set_active.call(s, 1).context("pgl_setPGliteActive(1)")?;
+        self.active = true;
+        match self.x.start.call(s) {
+            Ok(()) => {}
+            Err(e) => match classify(&e) {
+                Trap::Alive => {}
+                _ => return Err(anyhow::Error::new(e).context("_start")),
+            },
+        }
+        self.x.start_pglite.call(s).context("pgl_startPGlite")?;
+        Ok(())
+    }
+
+    /// Adds the server log's tail to a start-up error.
+    fn explain(&self, err: anyhow::Error) -> anyhow::Error {
+        let tail = self.stderr.tail();
+        if tail.is_empty() {
+            err
+        } else {
+            err.context(format!("PostgreSQL did not start:\n{tail}"))
+        }
+    }
+
+    pub fn log_tail(&self) -> String {
+        self.stderr.tail()
+    }
+
+    /// Opens the session (the startup packet goes through the buffered transport),
+    /// sends its reply as the first output frame, and switches to stream mode.
+    pub fn open_session(&mut self, username: &str, database: &str) -> Result<Vec<u8>> {
+        let packet = wire::startup_packet(username, database);
+        self.push_input(&packet)?;
+        let s = &mut self.store;
+        let port = self.x.get_port.call(s).context("pgl_getMyProcPort")?;
+        if port <= 0 {
+            bail!("pgl_getMyProcPort returned no port");
+        }
+        let status = self.x.process_startup.call(s, port, 1, 1).context("ProcessStartupPacket")?;
+        if status == 0 {
+            self.x.send_conn_data.call(s).context("pgl_sendConnData")?;
+        }
+        self.x.pq_flush.call(s).context("pgl_pq_flush")?;
+        let reply = self.take_output()?;
+        let refused = status != 0 || wire::messages(&reply).any(|(tag, _)| tag == b'E');
+        if refused {
+            let detail = wire::messages(&reply)
+                .filter(|(tag, _)| *tag == b'E')
+                .flat_map(|(_, body)| wire::fields(body))
+                .filter(|(code, _)| *code == b'M')
+                .map(|(_, text)| text)
+                .collect::<Vec<_>>()
+                .join("; ");
+            bail!("the session was refused: {detail}");
+        }
+        self.x.set_transport.call(&mut self.store, TRANSPORT_STREAM).context("pgl_set_protocol_transport")?;
+        self.stdout.attach(&reply).context("write the startup reply")?;
+        Ok(reply)
+    }
+
+    /// Serves the stream until input ends. ERRORs are recovered in place.
+    pub fn serve(&mut self) -> std::result::Result<(), BackendDied> {
+        loop {
+            if let Err(e) = self.x.main_loop.call(&mut self.store) {
+                match classify(&e) {
+                    Trap::Alive => break,
+                    Trap::PgError => {
+                        if let Err(e) = self.x.recover_error.call(&mut self.store) {
+                            return Err(self.died(format!("error recovery failed: {}", e.message())));
+                        }
+                    }
+                    Trap::Exit(code) => return Err(self.died(format!("exit status {code}"))),
+                    Trap::Other(message) => return Err(self.died(message)),
+                }
+            }
+            let s = &mut self.store;
+            if let Err(e) = self.x.send_ready.call(s).and_then(|_| self.x.pq_flush.call(s)) {
+                return Err(self.died(format!("sending ReadyForQuery failed: {}", e.message())));
+            }
+        }
+        self.stdout.flush_frame().map_err(|e| self.died(format!("stdout: {e}")))?;
+        Ok(())
+    }
+
+    fn died(&mut self, reason: String) -> BackendDied {
+        self.active = false;
+        let _ = self.stdout.flush_frame();
+        BackendDied { reason, log_tail: self.stderr.tail() }
+    }
+
+    /// Runs PostgreSQL's exit hooks (shutdown checkpoint) once.
+    pub fn shutdown(&mut self) -> Result<()> {
+        if !self.active {
+            return Ok(());
+        }
+        self.active = false;
+        self.x.set_active.call(&mut self.store, 0).context("pgl_setPGliteActive(0)")?;
+        if let Some(atexit) = &self.x.run_atexit {
+            match atexit.call(&mut self.store) {
+                Ok(()) => {}
+                Err(e) => match classify(&e) {
+                    Trap::Alive | Trap::Exit(0) => {}
+                    _ => return Err(anyhow::Error::new(e).context("pgl_run_atexit_funcs")),
+                },
+            }
+        }
+        Ok(())
+    }
+
+    fn push_input(&mut self, bytes: &[u8]) -> Result<()> {
+        let s = &mut self.store;
+        ensure_zero(self.x.input_reset.call(s)?, "pgl_wasix_input_reset")?;
+        ensure_zero(self.x.output_reset.call(s)?, "pgl_wasix_output_reset")?;
+        let len = i32::try_from(bytes.len()).context("input too large")?;
+        let ptr = self.x.malloc.call(s, len).context("malloc")?;
+        if ptr <= 0 {
+            bail!("guest malloc({len}) failed");
+        }
+        let view = self.env.data(&self.store).try_memory_view(&self.store).context("guest memory")?;
+        view.write(ptr as u64, bytes).context("write guest memory")?;
+        let written = self.x.input_write.call(&mut self.store, ptr, len).context("pgl_wasix_input_write")?;
+        self.x.free.call(&mut self.store, ptr).context("free")?;
+        if written != len {
+            bail!("pgl_wasix_input_write took {written} of {len} bytes");
+        }
+        Ok(())
+    }
+
+    fn take_output(&mut self) -> Result<Vec<u8>> {
+        let s = &mut self.store;
+        let len = self.x.output_len.call(s).context("pgl_wasix_output_len")?;
+        if len <= 0 {
+            return Ok(Vec::new());
+        }
+        let ptr = self.x.malloc.call(s, len).context("malloc")?;
+        if ptr <= 0 {
+            bail!("guest malloc({len}) failed");
+        }
+        let read = self.x.output_read.call(s, ptr, len).context("pgl_wasix_output_read")?;
+        let mut out = vec![0u8; read.max(0) as usize];
+        let view = self.env.data(&self.store).try_memory_view(&self.store).context("guest memory")?;
+        view.read(ptr as u64, &mut out).context("read guest memory")?;
+        self.x.free.call(&mut self.store, ptr).context("free")?;
+        ensure_zero(self.x.output_reset.call(&mut self.store)?, "pgl_wasix_output_reset")?;
+        Ok(out)
+    }
+}
+
+impl Drop for Backend {
+    fn drop(&mut self) {
+        if let Err(e) = self.shutdown() {
+            log::error!("shutdown: {e:#}");
+        }
+    }
+}
+
+fn ensure_zero(status: i32, what: &str) -> Result<()> {
+    if status != 0 {
+        bail!("{what} returned {status}");
+    }
+    Ok(())
+}
+
+fn wasmer_types_hash(sha256: [u8; 32]) -> wasmer_types::ModuleHash {
+    wasmer_types::ModuleHash::from_bytes(sha256)
+}
+
+/// PostgreSQL finds its share/ and lib/ relative to `my_exec_path`; the module exports
+/// it as a buffer to fill in before `_start`.
+fn seed_exec_path(store: &mut Store, instance: &Instance, env: &WasiFunctionEnv) -> Result<()> {
+    let Ok(global) = instance.exports.get_global("my_exec_path") else {
+        return Ok(());
+    };
+    let wasmer::Value::I32(ptr) = global.get(store) else {
+        return Ok(());
+    };
+    if ptr <= 0 {
+        return Ok(());
+    }
+    let view = env.data(&*store).try_memory_view(&*store).context("guest memory")?;
+    view.write(ptr as u64, format!("{EXE_PATH}\0").as_bytes()).context("write my_exec_path")?;
+    Ok(())
+}
+
+impl Exports {
+    fn load(store: &mut Store, instance: &Instance) -> Result<Self> {
+        fn f<A: wasmer::WasmTypeList, R: wasmer::WasmTypeList>(
+            store: &Store,
+            instance: &Instance,
+            name: &str,
+        ) -> Result<TypedFunction<A, R>> {
+            instance
+                .exports
+                .get_typed_function(store, name)
+                .with_context(|| format!("the PostgreSQL module lacks the export {name}"))
+        }
+        let s = &*store;
+        Ok(Self {
+            start: f(s, instance, "_start")?,
+            set_active: f(s, instance, "pgl_setPGliteActive")?,
+            start_pglite: f(s, instance, "pgl_startPGlite")?,
+            run_atexit: f(s, instance, "pgl_run_atexit_funcs").ok(),
+            force_host_recovery: f(s, instance, "pgl_set_force_host_error_recovery").ok(),
+            input_reset: f(s, instance, "pgl_wasix_input_reset")?,
+            input_write: f(s, instance, "pgl_wasix_input_write")?,
+            output_reset: f(s, instance, "pgl_wasix_output_reset")?,
+            output_len: f(s, instance, "pgl_wasix_output_len")?,
+            output_read: f(s, instance, "pgl_wasix_output_read")?,
+            malloc: f(s, instance, "malloc")?,
+            free: f(s, instance, "pg_free").or_else(|_| f(s, instance, "free"))?,
+            get_port: f(s, instance, "pgl_getMyProcPort")?,
+            process_startup: f(s, instance, "ProcessStartupPacket")?,
+            send_conn_data: f(s, instance, "pgl_sendConnData")?,
+            pq_flush: f(s, instance, "pgl_pq_flush")?,
+            main_loop: f(s, instance, "PostgresMainLoopOnce")?,
+            send_ready: f(s, instance, "PostgresSendReadyForQueryIfNecessary")?,
+            recover_error: f(s, instance, "PostgresMainLongJmp")?,
+            set_transport: f(s, instance, "pgl_set_protocol_transport")?,
+        })
+    }
+}

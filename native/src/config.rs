@@ -1,0 +1,164 @@
+//! Environment variables and flags, turned into one [`Config`].
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+use clap::Parser;
+
+/// PostgreSQL 17 (the PGlite WASIX build) running in Wasmer, spoken to through
+/// length-prefixed frames on stdin/stdout.
+///
+/// stdin: frames of a 4-byte big-endian length followed by that many bytes of the
+/// PostgreSQL v3 frontend stream (no StartupMessage: the port opens its session itself).
+/// stdout: the first frame holds the session's startup reply (AuthenticationOk,
+/// ParameterStatus..., BackendKeyData, ReadyForQuery); later frames carry the backend's
+/// byte stream in order. Logs go to stderr only.
+///
+/// Exit status: 0 clean shutdown (stdin EOF, Terminate, SIGTERM/SIGINT); 1 start-up or
+/// runtime error; 2 a frame longer than 1 GiB or a truncated frame; 3 the backend died;
+/// 4 the data directory is in use by another pglite-port.
+#[derive(Parser, Debug, Clone)]
+#[command(name = "pglite-port", version, verbatim_doc_comment)]
+pub struct Config {
+    /// Where the data lives: `memory://` (nothing touches disk) or a directory
+    /// (`./path`, `/abs/path`, `file://path`), created from the template on first use.
+    #[arg(long, env = "PGLITE_DATA_DIR", default_value = "memory://")]
+    pub data_dir: String,
+
+    /// The session's user.
+    #[arg(long, env = "PGLITE_USERNAME", default_value = "postgres")]
+    pub username: String,
+
+    /// The session's database; created on first start if missing.
+    #[arg(long, env = "PGLITE_DATABASE", default_value = "postgres")]
+    pub database: String,
+
+    /// Log verbosity 0-5 (0 errors only ... 5 trace, including PostgreSQL's debug
+    /// output). RUST_LOG, when set, wins.
+    #[arg(long, env = "PGLITE_DEBUG", default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..=5))]
+    pub debug: u8,
+
+    /// Use this PostgreSQL WASIX module instead of the bundled one.
+    #[arg(long, env = "PGLITE_WASM_PATH")]
+    pub wasm_path: Option<PathBuf>,
+
+    /// Where compiled modules and unpacked runtime files are cached
+    /// [default: $XDG_CACHE_HOME/pglite or ~/.cache/pglite].
+    #[arg(long, env = "PGLITE_CACHE_DIR")]
+    pub cache_dir: Option<PathBuf>,
+
+    /// fsync WAL and data files (survives power loss; slower). Off by default: commits
+    /// still reach the operating system before they are acknowledged, so they survive
+    /// a crash or kill -9 of the port.
+    #[arg(long, env = "PGLITE_FSYNC", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub fsync: bool,
+
+    /// PostgreSQL shared_buffers.
+    #[arg(long, env = "PGLITE_SHARED_BUFFERS", default_value = "32MB")]
+    pub shared_buffers: String,
+
+    /// Extra PostgreSQL setting NAME=VALUE (repeatable), e.g. `-c work_mem=8MB`.
+    #[arg(short = 'c', long = "set", value_name = "NAME=VALUE")]
+    pub settings: Vec<String>,
+
+    /// Compile the PostgreSQL module into the cache, then exit.
+    #[arg(long)]
+    pub precompile: bool,
+
+    /// Run this SQL (repeatable) on the data directory, print the results, then exit.
+    #[arg(long, value_name = "SQL")]
+    pub sql: Vec<String>,
+}
+
+/// Where the data directory lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DataLocation {
+    Memory,
+    Directory(PathBuf),
+}
+
+impl Config {
+    pub fn data_location(&self) -> Result<DataLocation> {
+        let raw = self.data_dir.trim();
+        if raw == "memory://" || raw == "memory" {
+            return Ok(DataLocation::Memory);
+        }
+        let path = raw.strip_prefix("file://").unwrap_or(raw);
+        if path.is_empty() {
+            bail!("PGLITE_DATA_DIR is empty: use memory:// or a directory path");
+        }
+        if raw.contains("://") && !raw.starts_with("file://") {
+            bail!("PGLITE_DATA_DIR {raw:?}: only memory:// and file:// are supported");
+        }
+        let path = PathBuf::from(path);
+        let path = if path.is_absolute() {
+            path
+        } else {
+            std::env::current_dir().context("read the current directory")?.join(path)
+        };
+        Ok(DataLocation::Directory(path))
+    }
+
+    pub fn cache_dir(&self) -> PathBuf {
+        if let Some(dir) = &self.cache_dir {
+            return dir.clone();
+        }
+        if let Some(xdg) = std::env::var_os("XDG_CACHE_HOME").filter(|v| !v.is_empty()) {
+            return PathBuf::from(xdg).join("pglite");
+        }
+        if let Some(home) = std::env::var_os("HOME").filter(|v| !v.is_empty()) {
+            return PathBuf::from(home).join(".cache").join("pglite");
+        }
+        std::env::temp_dir().join("pglite-cache")
+    }
+
+    /// `-c` settings validated as NAME=VALUE.
+    pub fn extra_settings(&self) -> Result<Vec<(String, String)>> {
+        self.settings
+            .iter()
+            .map(|s| match s.split_once('=') {
+                Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_string(), v.to_string())),
+                _ => bail!("setting {s:?} is not NAME=VALUE"),
+            })
+            .collect()
+    }
+
+    pub fn log_filter(&self) -> &'static str {
+        match self.debug {
+            0 => "error",
+            1 => "warn",
+            2 => "info",
+            3 => "debug",
+            _ => "trace",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(data_dir: &str) -> Config {
+        Config::parse_from(["pglite-port", "--data-dir", data_dir])
+    }
+
+    #[test]
+    fn data_dir_forms() {
+        assert_eq!(cfg("memory://").data_location().unwrap(), DataLocation::Memory);
+        assert_eq!(
+            cfg("file:///x/y").data_location().unwrap(),
+            DataLocation::Directory("/x/y".into())
+        );
+        assert_eq!(cfg("/abs").data_location().unwrap(), DataLocation::Directory("/abs".into()));
+        assert!(matches!(cfg("./rel").data_location().unwrap(), DataLocation::Directory(p) if p.is_absolute()));
+        assert!(cfg("s3://bucket").data_location().is_err());
+    }
+
+    #[test]
+    fn settings_must_be_name_value() {
+        let c = Config::parse_from(["pglite-port", "-c", "work_mem=8MB"]);
+        assert_eq!(c.extra_settings().unwrap(), vec![("work_mem".into(), "8MB".into())]);
+        let c = Config::parse_from(["pglite-port", "-c", "nonsense"]);
+        assert!(c.extra_settings().is_err());
+    }
+}

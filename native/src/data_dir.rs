@@ -1,0 +1,167 @@
+//! The data directory behind `/pgdata`: in memory, filled from the template at each
+//! start, or a host directory, initialised from the template on first use (atomically)
+//! and held with an exclusive lock while the port runs.
+
+use std::fs::{self, File};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{bail, Context, Result};
+use virtual_fs::{AsyncWriteExt, FileSystem};
+
+use crate::assets;
+use crate::config::DataLocation;
+
+/// Another port holds this directory; the port exits with status 4.
+#[derive(Debug)]
+pub struct DataDirInUse(pub PathBuf);
+
+impl std::fmt::Display for DataDirInUse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "data directory {} is in use by another pglite-port", self.0.display())
+    }
+}
+
+impl std::error::Error for DataDirInUse {}
+
+pub enum DataDir {
+    Memory(Arc<dyn FileSystem + Send + Sync>),
+    /// The open directory carries the lock; dropping it releases the directory.
+    Directory { path: PathBuf, _lock: File },
+}
+
+impl DataDir {
+    pub fn open(location: &DataLocation, rt: &tokio::runtime::Runtime) -> Result<Self> {
+        match location {
+            DataLocation::Memory => Ok(DataDir::Memory(memory_from_template(rt)?)),
+            DataLocation::Directory(path) => open_directory(path),
+        }
+    }
+
+    /// The filesystem to mount at `/pgdata`.
+    pub fn filesystem(&self, rt: &tokio::runtime::Runtime) -> Result<Arc<dyn FileSystem + Send + Sync>> {
+        match self {
+            DataDir::Memory(fs) => Ok(fs.clone()),
+            DataDir::Directory { path, .. } => Ok(Arc::new(
+                virtual_fs::host_fs::FileSystem::new(rt.handle().clone(), path)
+                    .with_context(|| format!("open {} for the guest", path.display()))?,
+            )),
+        }
+    }
+}
+
+fn memory_from_template(rt: &tokio::runtime::Runtime) -> Result<Arc<dyn FileSystem + Send + Sync>> {
+    let fs = virtual_fs::mem_fs::FileSystem::default();
+    assets::for_each_entry(assets::pgdata_template()?, |path, kind, reader| {
+        let guest = Path::new("/").join(path);
+        if kind.is_dir() {
+            create_dir_all(&fs, &guest)?;
+        } else if kind.is_file() {
+            if let Some(parent) = guest.parent() {
+                create_dir_all(&fs, parent)?;
+            }
+            let mut data = Vec::new();
+            reader.read_to_end(&mut data)?;
+            let mut file = fs
+                .new_open_options()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .open(&guest)
+                .with_context(|| format!("create {} in memory", guest.display()))?;
+            rt.block_on(file.write_all(&data)).with_context(|| format!("write {} into memory", guest.display()))?;
+        }
+        Ok(())
+    })
+    .context("fill the in-memory data directory from the template")?;
+    Ok(Arc::new(fs))
+}
+
+fn create_dir_all(fs: &dyn FileSystem, path: &Path) -> Result<()> {
+    let mut at = std::path::PathBuf::from("/");
+    for part in path.components().skip(1) {
+        at.push(part);
+        match fs.create_dir(&at) {
+            Ok(()) | Err(virtual_fs::FsError::AlreadyExists) => {}
+            Err(e) => return Err(e).with_context(|| format!("create {} in memory", at.display())),
+        }
+    }
+    Ok(())
+}
+
+fn open_directory(path: &Path) -> Result<DataDir> {
+    if !path.join("PG_VERSION").is_file() {
+        initialise(path)?;
+    }
+    let dir = File::open(path).with_context(|| format!("open data directory {}", path.display()))?;
+    match dir.try_lock() {
+        Ok(()) => {}
+        Err(fs::TryLockError::WouldBlock) => return Err(DataDirInUse(path.to_path_buf()).into()),
+        Err(fs::TryLockError::Error(e)) => {
+            return Err(e).with_context(|| format!("lock data directory {}", path.display()))
+        }
+    }
+    // We hold the only lock, so a postmaster.pid left by a killed port is stale.
+    let _ = fs::remove_file(path.join("postmaster.pid"));
+    Ok(DataDir::Directory { path: path.to_path_buf(), _lock: dir })
+}
+
+/// Unpacks the template beside `path` and renames it into place, so a crash mid-way
+/// never leaves a half-made data directory. An existing empty directory is replaced.
+fn initialise(path: &Path) -> Result<()> {
+    if path.exists() {
+        let mut entries = fs::read_dir(path).with_context(|| format!("read {}", path.display()))?;
+        if entries.next().is_some() {
+            bail!(
+                "{} exists, is not empty, and is not a PostgreSQL data directory (no PG_VERSION)",
+                path.display()
+            );
+        }
+    }
+    let parent = path.parent().context("data directory has no parent")?;
+    fs::create_dir_all(parent).with_context(|| format!("create {}", parent.display()))?;
+    let tmp = tempfile::Builder::new()
+        .prefix(".pglite-init-")
+        .tempdir_in(parent)
+        .with_context(|| format!("create a temporary directory in {}", parent.display()))?;
+    assets::unpack_tar_zst(assets::pgdata_template()?, tmp.path()).context("unpack the data directory template")?;
+    File::open(tmp.path())?.sync_all()?;
+    match fs::rename(tmp.path(), path) {
+        Ok(()) => {
+            let _ = tmp.keep();
+            log::info!("initialised data directory {}", path.display());
+            Ok(())
+        }
+        // Another port initialised it at the same moment: use theirs.
+        Err(_) if path.join("PG_VERSION").is_file() => Ok(()),
+        Err(e) => Err(e).with_context(|| format!("move the new data directory to {}", path.display())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn directory_is_created_from_template_and_locked() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("data");
+        let first = open_directory(&path).unwrap();
+        assert!(path.join("PG_VERSION").is_file());
+        let second = open_directory(&path);
+        assert!(second.unwrap_err().downcast_ref::<DataDirInUse>().is_some());
+        drop(first);
+        assert!(open_directory(&path).is_ok());
+        let leftovers: Vec<_> = fs::read_dir(tmp.path()).unwrap().collect();
+        assert_eq!(leftovers.len(), 1, "no temporary directories are left behind");
+    }
+
+    #[test]
+    fn refuses_a_foreign_non_empty_directory() {
+        let tmp = tempfile::tempdir().unwrap();
+        fs::write(tmp.path().join("notes.txt"), "mine").unwrap();
+        let err = open_directory(tmp.path()).err().unwrap();
+        assert!(err.to_string().contains("not a PostgreSQL data directory"));
+        assert!(tmp.path().join("notes.txt").is_file());
+    }
+}

@@ -1,0 +1,114 @@
+//! Checks the frontend byte stream before the backend sees it. PostgreSQL treats an
+//! unknown message type or an impossible length as fatal and ends the session; the
+//! port instead refuses the frame that carries it and keeps the session alive.
+
+/// Longest frontend message PostgreSQL accepts (PQ_LARGE_MESSAGE_LIMIT).
+const MAX_MESSAGE_LEN: usize = (1 << 30) - 1;
+
+/// What to do with one stdin frame.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Pass the first `forward` bytes to the backend; if `terminate`, a Terminate
+    /// message followed them and the session should end cleanly.
+    Forward { forward: usize, terminate: bool },
+    /// Drop the whole frame and answer with an 08P01 ErrorResponse.
+    Reject(String),
+}
+
+/// Message boundaries carried from one frame to the next, so a frame may end (and the
+/// next begin) in the middle of a message, as a COPY stream split over frames does.
+#[derive(Debug, Default, Clone)]
+pub struct FrontendGuard {
+    header: Vec<u8>,
+    body_left: usize,
+}
+
+impl FrontendGuard {
+    pub fn inspect(&mut self, frame: &[u8]) -> Verdict {
+        let mut next = self.clone();
+        let mut pos = 0;
+        while pos < frame.len() {
+            if next.body_left > 0 {
+                let take = next.body_left.min(frame.len() - pos);
+                next.body_left -= take;
+                pos += take;
+                continue;
+            }
+            let take = (5 - next.header.len()).min(frame.len() - pos);
+            next.header.extend_from_slice(&frame[pos..pos + take]);
+            pos += take;
+            if next.header.len() < 5 {
+                break;
+            }
+            let tag = next.header[0];
+            let len = u32::from_be_bytes([next.header[1], next.header[2], next.header[3], next.header[4]]) as usize;
+            if let Err(reason) = check_header(tag, len) {
+                return Verdict::Reject(reason);
+            }
+            next.header.clear();
+            next.body_left = len - 4;
+            if tag == b'X' {
+                *self = next;
+                return Verdict::Forward { forward: pos - 5, terminate: true };
+            }
+        }
+        *self = next;
+        Verdict::Forward { forward: frame.len(), terminate: false }
+    }
+}
+
+fn check_header(tag: u8, len: usize) -> Result<(), String> {
+    let fixed_four = matches!(tag, b'S' | b'H' | b'X' | b'c');
+    let known = fixed_four || matches!(tag, b'Q' | b'P' | b'B' | b'E' | b'D' | b'C' | b'd' | b'f' | b'F' | b'p');
+    if !known {
+        return Err(format!("invalid frontend message type {tag} ({:?})", tag as char));
+    }
+    if len < 4 || len > MAX_MESSAGE_LEN || (fixed_four && len != 4) {
+        return Err(format!("invalid message length {len} for message type {:?}", tag as char));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::{message, query};
+
+    #[test]
+    fn whole_messages_pass() {
+        let mut g = FrontendGuard::default();
+        let mut f = query("SELECT 1");
+        f.extend(message(b'S', b""));
+        assert_eq!(g.inspect(&f), Verdict::Forward { forward: f.len(), terminate: false });
+    }
+
+    #[test]
+    fn messages_may_span_frames() {
+        let mut g = FrontendGuard::default();
+        let copy = message(b'd', b"1\t2\n");
+        let (a, b) = copy.split_at(3);
+        assert_eq!(g.inspect(a), Verdict::Forward { forward: 3, terminate: false });
+        assert_eq!(g.inspect(b), Verdict::Forward { forward: b.len(), terminate: false });
+        assert!(matches!(g.inspect(&query("x")), Verdict::Forward { .. }));
+    }
+
+    #[test]
+    fn unknown_type_and_bad_lengths_are_rejected_without_losing_state() {
+        let mut g = FrontendGuard::default();
+        assert!(matches!(g.inspect(&message(b'?', b"")), Verdict::Reject(_)));
+        assert!(matches!(g.inspect(&[b'Q', 0, 0, 0, 2]), Verdict::Reject(_)));
+        assert!(matches!(g.inspect(&[b'S', 0, 0, 0, 9, 0, 0, 0, 0, 0]), Verdict::Reject(_)));
+        assert!(matches!(g.inspect(&[b'Q', 0x7f, 0xff, 0xff, 0xff]), Verdict::Reject(_)));
+        let q = query("SELECT 1");
+        assert_eq!(g.inspect(&q), Verdict::Forward { forward: q.len(), terminate: false });
+    }
+
+    #[test]
+    fn terminate_ends_the_forwarded_part() {
+        let mut g = FrontendGuard::default();
+        let mut f = query("SELECT 1");
+        let n = f.len();
+        f.extend(message(b'X', b""));
+        assert_eq!(g.inspect(&f), Verdict::Forward { forward: n, terminate: true });
+    }
+}

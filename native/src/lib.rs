@@ -1,0 +1,16 @@
+//! pglite-port: PostgreSQL 17 (the PGlite WASIX build) under Wasmer, behind a framed
+//! stdin/stdout protocol. The binary is `main.rs`; these modules follow the data path.
+
+pub mod assets;
+pub mod backend;
+pub mod config;
+pub mod data_dir;
+pub mod frame;
+pub mod frontend_guard;
+pub mod guest_fs;
+pub mod module_cache;
+pub mod session;
+pub mod side_modules;
+pub mod sql_cli;
+pub mod stdio_bridge;
+pub mod wire;

@@ -1,0 +1,134 @@
+//! pglite-port: configuration in, runtime up, frame loop, clean shutdown.
+
+use std::process::ExitCode;
+use std::sync::mpsc::sync_channel;
+
+use anyhow::{Context, Result};
+use clap::Parser;
+use sha2::{Digest, Sha256};
+
+use pglite_port::backend::{BackendDied, Host};
+use pglite_port::config::Config;
+use pglite_port::data_dir::{DataDir, DataDirInUse};
+use pglite_port::module_cache::{self, ModuleCache};
+use pglite_port::stdio_bridge::{self, StdoutFrames};
+use pglite_port::{assets, guest_fs, session, side_modules, sql_cli};
+
+/// Frames queued between the stdin reader and the backend (backpressure beyond this).
+const INPUT_QUEUE: usize = 64;
+
+fn main() -> ExitCode {
+    let config = Config::parse();
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(config.log_filter()))
+        .target(env_logger::Target::Stderr)
+        .init();
+    match run(&config) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("pglite-port: {e:#}");
+            ExitCode::from(if e.downcast_ref::<BackendDied>().is_some() {
+                3
+            } else if e.downcast_ref::<DataDirInUse>().is_some() {
+                4
+            } else {
+                1
+            })
+        }
+    }
+}
+
+fn run(config: &Config) -> Result<u8> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("start the tokio runtime")?;
+    let _entered = rt.enter();
+
+    let cache_dir = config.cache_dir();
+    let runtime = assets::runtime(&cache_dir)?;
+    let modules = ModuleCache::new(cache_dir.join("modules"), module_cache::engine());
+    let (wasm_path, module_sha256) = match &config.wasm_path {
+        Some(path) => {
+            let bytes = std::fs::read(path).with_context(|| format!("read PGLITE_WASM_PATH {}", path.display()))?;
+            (path.clone(), Sha256::digest(&bytes).into())
+        }
+        None => (runtime.module_path(), parse_sha256(&runtime.module_sha256()?)?),
+    };
+    let (module, _) = modules.load_or_compile("pglite", &assets::hex(&module_sha256), || {
+        std::fs::read(&wasm_path).with_context(|| format!("read {}", wasm_path.display()))
+    })?;
+    let side = side_modules::seed(&rt, &modules, &runtime)?;
+    if config.precompile {
+        eprintln!("pglite-port: module cache is ready in {}", cache_dir.join("modules").display());
+        return Ok(0);
+    }
+
+    let data = DataDir::open(&config.data_location()?, &rt)?;
+    let host = Host {
+        wasix: Host::wasix_runtime(&rt, modules.engine(), side),
+        engine: modules.engine().clone(),
+        module,
+        module_sha256,
+        fs: guest_fs::build(&rt, &runtime.root, data.filesystem(&rt)?)?,
+        postgres_args: postgres_args(config)?,
+        username: config.username.clone(),
+    };
+
+    if !config.sql.is_empty() {
+        let reply = session::run_statements(&host, &config.database, &config.sql)?;
+        let (text, failed) = sql_cli::render(&reply);
+        print!("{text}");
+        return Ok(u8::from(failed));
+    }
+
+    let (tx, rx) = sync_channel(INPUT_QUEUE);
+    stdio_bridge::spawn_signal_watcher(tx.clone())?;
+    stdio_bridge::spawn_stdin_reader(tx);
+    let (mut backend, stdin) = session::open(&host, &config.database, rx, Box::new(StdoutFrames::new()))?;
+    log::info!("ready: database {:?} as {:?} in {}", config.database, config.username, config.data_dir);
+    backend.serve()?;
+    backend.shutdown()?;
+    let end = stdin.end_reason().unwrap_or(stdio_bridge::EndReason::Eof);
+    log::info!("shut down cleanly ({end:?})");
+    Ok(end.exit_code() as u8)
+}
+
+/// The postgres command line: single-user backend, our settings, then the user's.
+fn postgres_args(config: &Config) -> Result<Vec<String>> {
+    let mut args: Vec<String> = ["--single", "-O", "-j"].map(String::from).to_vec();
+    if !config.fsync {
+        args.push("-F".into());
+    }
+    let mut settings: Vec<(String, String)> = [
+        ("exit_on_error", "false"),
+        ("log_checkpoints", "false"),
+        ("max_worker_processes", "0"),
+        ("max_parallel_workers", "0"),
+        ("max_parallel_workers_per_gather", "0"),
+        ("wal_buffers", "4MB"),
+        ("min_wal_size", "80MB"),
+    ]
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .to_vec();
+    settings.push(("shared_buffers".into(), config.shared_buffers.clone()));
+    if config.debug >= 5 {
+        settings.push(("log_min_messages".into(), "debug1".into()));
+    }
+    settings.extend(config.extra_settings()?);
+    for (name, value) in settings {
+        args.push("-c".into());
+        args.push(format!("{name}={value}"));
+    }
+    Ok(args)
+}
+
+fn parse_sha256(text: &str) -> Result<[u8; 32]> {
+    let text = text.trim();
+    let mut out = [0u8; 32];
+    anyhow::ensure!(text.len() == 64, "bad module hash {text:?}");
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(&text[2 * i..2 * i + 2], 16).context("bad module hash")?;
+    }
+    Ok(out)
+}

@@ -1,0 +1,74 @@
+//! Opening the port's session on a fresh backend, creating the configured database on
+//! first start, and running a list of statements to completion (for `--sql`).
+
+use std::sync::mpsc::{sync_channel, Receiver};
+
+use anyhow::{bail, Context, Result};
+
+use crate::backend::{Backend, Host, Stdio};
+use crate::guest_fs::PGDATA;
+use crate::stdio_bridge::{Collect, EndReason, GuestStderr, GuestStdin, GuestStdout, Input, Sink};
+use crate::wire;
+
+/// A backend with its session open on `database`, reading `rx` and writing `sink`.
+/// The startup reply has been sent to the sink as its first frame.
+pub fn open(host: &Host, database: &str, rx: Receiver<Input>, sink: Box<dyn Sink>) -> Result<(Backend, GuestStdin)> {
+    let stdout = GuestStdout::new(sink);
+    let stdin = GuestStdin::new(rx, stdout.clone());
+    let stdio = || Stdio { stdin: stdin.clone(), stdout: stdout.clone(), stderr: GuestStderr::default() };
+    let mut backend = match Backend::start(host, database, stdio()) {
+        Ok(backend) => backend,
+        Err(e) if is_missing_database(&e, database) => {
+            log::info!("database {database:?} does not exist yet: creating it");
+            // The failed start left its lock file behind; no other backend runs here.
+            let _ = host.fs.remove_file(&std::path::Path::new(PGDATA).join("postmaster.pid"));
+            create_database(host, database)?;
+            Backend::start(host, database, stdio())?
+        }
+        Err(e) => return Err(e),
+    };
+    backend.open_session(&host.username, database)?;
+    Ok((backend, stdin))
+}
+
+/// Runs each statement as a simple Query and returns the backend's whole reply.
+pub fn run_statements(host: &Host, database: &str, statements: &[String]) -> Result<Vec<u8>> {
+    let (tx, rx) = sync_channel(statements.len() + 1);
+    for sql in statements {
+        tx.send(Input::Data(wire::query(sql))).expect("channel has room");
+    }
+    tx.send(Input::End(EndReason::Eof)).expect("channel has room");
+    let collected = Collect::default();
+    let (mut backend, _) = open(host, database, rx, Box::new(collected.clone()))?;
+    backend.serve()?;
+    backend.shutdown()?;
+    let bytes = collected.0.lock().map_err(|_| anyhow::anyhow!("output lock poisoned"))?.clone();
+    Ok(bytes)
+}
+
+fn create_database(host: &Host, database: &str) -> Result<()> {
+    let sql = format!("CREATE DATABASE {}", quote_ident(database));
+    let reply = run_statements(host, "postgres", &[sql]).context("create the database")?;
+    if let Some(message) = first_error(&reply) {
+        bail!("could not create database {database:?}: {message}");
+    }
+    Ok(())
+}
+
+fn is_missing_database(err: &anyhow::Error, database: &str) -> bool {
+    let text = format!("{err:#}");
+    text.contains(&format!("database \"{database}\" does not exist"))
+}
+
+/// "ERROR: message (SQLSTATE xxxxx)" of the first ErrorResponse in a reply.
+pub fn first_error(reply: &[u8]) -> Option<String> {
+    wire::messages(reply).find(|(tag, _)| *tag == b'E').map(|(_, body)| {
+        let fields = wire::fields(body);
+        let get = |c: u8| fields.iter().find(|(k, _)| *k == c).map(|(_, v)| v.as_str()).unwrap_or("");
+        format!("{}: {} (SQLSTATE {})", get(b'S'), get(b'M'), get(b'C'))
+    })
+}
+
+pub fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}

@@ -1,0 +1,424 @@
+//! The guest's stdin, stdout and stderr, wired to frames.
+//!
+//! In stream mode PostgreSQL reads its client from fd 0 with blocking reads and writes
+//! replies to fd 1. A reader thread turns stdin frames into [`Input`]s; the guest's
+//! stdin hands their bytes over and blocks when there are none. Output is gathered and
+//! sent as one frame when the backend is about to wait for input (its reply is complete),
+//! or when it grows large, so every request gets its whole reply without further input.
+
+use std::collections::VecDeque;
+use std::io::{self, BufWriter, Write};
+use std::pin::Pin;
+use std::sync::mpsc::{Receiver, SyncSender, TryRecvError};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+
+use virtual_fs::{AsyncRead, AsyncSeek, AsyncWrite, VirtualFile};
+
+use crate::frame::{read_frame, write_frame, ReadFrame, MAX_FRAME_LEN};
+use crate::frontend_guard::{FrontendGuard, Verdict};
+use crate::wire;
+
+/// Output larger than this is sent without waiting for the reply to finish.
+const FLUSH_THRESHOLD: usize = 256 * 1024;
+
+/// One item for the guest's stdin.
+#[derive(Debug)]
+pub enum Input {
+    Data(Vec<u8>),
+    /// A frame refused by the [`FrontendGuard`]: answer 08P01 when the backend is idle.
+    Reject(String),
+    End(EndReason),
+}
+
+/// Why the input ended; decides the exit status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EndReason {
+    Eof,
+    Terminate,
+    Signal,
+    FrameTooLarge(u64),
+    Truncated(String),
+}
+
+impl EndReason {
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            EndReason::Eof | EndReason::Terminate | EndReason::Signal => 0,
+            EndReason::FrameTooLarge(_) | EndReason::Truncated(_) => 2,
+        }
+    }
+}
+
+/// Where finished output goes: stdout frames, or memory for `--sql`.
+pub trait Sink: Send {
+    fn send(&mut self, bytes: &[u8]) -> io::Result<()>;
+}
+
+pub struct StdoutFrames(BufWriter<io::Stdout>);
+
+impl StdoutFrames {
+    pub fn new() -> Self {
+        Self(BufWriter::with_capacity(FLUSH_THRESHOLD + 64 * 1024, io::stdout()))
+    }
+}
+
+impl Sink for StdoutFrames {
+    fn send(&mut self, bytes: &[u8]) -> io::Result<()> {
+        write_frame(&mut self.0, bytes)?;
+        self.0.flush()
+    }
+}
+
+/// Collects the backend's bytes in memory.
+#[derive(Clone, Default)]
+pub struct Collect(pub Arc<Mutex<Vec<u8>>>);
+
+impl Sink for Collect {
+    fn send(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.0.lock().map_err(|_| io::Error::other("poisoned"))?.extend_from_slice(bytes);
+        Ok(())
+    }
+}
+
+struct Output {
+    sink: Box<dyn Sink>,
+    pending: Vec<u8>,
+    /// Before the session opens, the guest prints a banner: that is not protocol.
+    attached: bool,
+    tracker: wire::StatusTracker,
+}
+
+/// The guest's fd 1.
+#[derive(Clone)]
+pub struct GuestStdout(Arc<Mutex<Output>>);
+
+impl std::fmt::Debug for GuestStdout {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("GuestStdout")
+    }
+}
+
+impl GuestStdout {
+    pub fn new(sink: Box<dyn Sink>) -> Self {
+        Self(Arc::new(Mutex::new(Output {
+            sink,
+            pending: Vec::new(),
+            attached: false,
+            tracker: wire::StatusTracker::default(),
+        })))
+    }
+
+    fn lock(&self) -> io::Result<std::sync::MutexGuard<'_, Output>> {
+        self.0.lock().map_err(|_| io::Error::other("stdout lock poisoned"))
+    }
+
+    /// Sends `first` (the startup reply) as the first frame; later guest writes follow.
+    pub fn attach(&self, first: &[u8]) -> io::Result<()> {
+        let mut out = self.lock()?;
+        out.tracker.observe(first);
+        out.sink.send(first)?;
+        out.attached = true;
+        Ok(())
+    }
+
+    fn is_attached(&self) -> bool {
+        self.0.lock().map(|out| out.attached).unwrap_or(false)
+    }
+
+    /// Sends what the backend has written so far as one frame.
+    pub fn flush_frame(&self) -> io::Result<()> {
+        let mut out = self.lock()?;
+        flush_pending(&mut out)
+    }
+
+    /// Answers a refused frame: ErrorResponse 08P01 and ReadyForQuery, as one frame.
+    fn reject(&self, reason: &str) -> io::Result<()> {
+        let mut out = self.lock()?;
+        flush_pending(&mut out)?;
+        let mut reply = wire::error_response("08P01", reason);
+        reply.extend(wire::ready_for_query(out.tracker.status()));
+        out.sink.send(&reply)
+    }
+}
+
+fn flush_pending(out: &mut Output) -> io::Result<()> {
+    if out.pending.is_empty() {
+        return Ok(());
+    }
+    let pending = std::mem::take(&mut out.pending);
+    let result = pending
+        .chunks(MAX_FRAME_LEN)
+        .try_for_each(|chunk| out.sink.send(chunk));
+    out.pending = pending;
+    out.pending.clear();
+    result
+}
+
+impl AsyncWrite for GuestStdout {
+    fn poll_write(self: Pin<&mut Self>, _cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        let result = self.lock().and_then(|mut out| {
+            if !out.attached {
+                log::debug!(target: "postgres", "{}", String::from_utf8_lossy(buf).trim_end());
+                return Ok(buf.len());
+            }
+            out.tracker.observe(buf);
+            out.pending.extend_from_slice(buf);
+            if out.pending.len() >= FLUSH_THRESHOLD {
+                flush_pending(&mut out)?;
+            }
+            Ok(buf.len())
+        });
+        Poll::Ready(result)
+    }
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
+struct InputState {
+    rx: Receiver<Input>,
+    current: Vec<u8>,
+    pos: usize,
+    ended: Option<EndReason>,
+}
+
+/// The guest's fd 0.
+#[derive(Clone)]
+pub struct GuestStdin {
+    state: Arc<Mutex<InputState>>,
+    stdout: GuestStdout,
+}
+
+impl std::fmt::Debug for GuestStdin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("GuestStdin")
+    }
+}
+
+impl GuestStdin {
+    pub fn new(rx: Receiver<Input>, stdout: GuestStdout) -> Self {
+        let state = InputState { rx, current: Vec::new(), pos: 0, ended: None };
+        Self { state: Arc::new(Mutex::new(state)), stdout }
+    }
+
+    /// Why input ended, once it has.
+    pub fn end_reason(&self) -> Option<EndReason> {
+        self.state.lock().ok().and_then(|s| s.ended.clone())
+    }
+
+    /// Fills `buf` with at least one byte, blocking for the next frame; 0 means EOF.
+    fn read_blocking(&self, buf: &mut [u8]) -> io::Result<usize> {
+        // During `_start` the single-user loop reads stdin once: it must see EOF, so it
+        // returns "alive" instead of eating the client's frames.
+        if !self.stdout.is_attached() {
+            return Ok(0);
+        }
+        let mut st = self.state.lock().map_err(|_| io::Error::other("stdin lock poisoned"))?;
+        loop {
+            if st.pos < st.current.len() {
+                let n = buf.len().min(st.current.len() - st.pos);
+                buf[..n].copy_from_slice(&st.current[st.pos..st.pos + n]);
+                st.pos += n;
+                return Ok(n);
+            }
+            if st.ended.is_some() {
+                return Ok(0);
+            }
+            let next = match st.rx.try_recv() {
+                Ok(item) => item,
+                Err(TryRecvError::Empty) => {
+                    // The backend waits for input: its reply is complete, send it.
+                    self.stdout.flush_frame()?;
+                    st.rx.recv().unwrap_or(Input::End(EndReason::Eof))
+                }
+                Err(TryRecvError::Disconnected) => Input::End(EndReason::Eof),
+            };
+            match next {
+                Input::Data(bytes) => {
+                    st.current = bytes;
+                    st.pos = 0;
+                }
+                Input::Reject(reason) => self.stdout.reject(&reason)?,
+                Input::End(reason) => {
+                    log::debug!("input ended: {reason:?}");
+                    st.ended = Some(reason);
+                }
+            }
+        }
+    }
+}
+
+impl AsyncRead for GuestStdin {
+    fn poll_read(self: Pin<&mut Self>, _cx: &mut Context<'_>, buf: &mut tokio::io::ReadBuf<'_>) -> Poll<io::Result<()>> {
+        let result = self.read_blocking(buf.initialize_unfilled()).map(|n| buf.advance(n));
+        Poll::Ready(result)
+    }
+}
+
+/// The guest's fd 2: PostgreSQL's server log. Lines go to our log (stderr); the tail is
+/// kept to explain a failed start.
+#[derive(Clone, Default)]
+pub struct GuestStderr {
+    tail: Arc<Mutex<VecDeque<String>>>,
+    partial: Arc<Mutex<Vec<u8>>>,
+}
+
+impl std::fmt::Debug for GuestStderr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("GuestStderr")
+    }
+}
+
+impl GuestStderr {
+    pub fn tail(&self) -> String {
+        self.tail.lock().map(|t| t.iter().cloned().collect::<Vec<_>>().join("\n")).unwrap_or_default()
+    }
+}
+
+impl AsyncWrite for GuestStderr {
+    fn poll_write(self: Pin<&mut Self>, _cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        if let (Ok(mut partial), Ok(mut tail)) = (self.partial.lock(), self.tail.lock()) {
+            partial.extend_from_slice(buf);
+            while let Some(nl) = partial.iter().position(|&b| b == b'\n') {
+                let line: Vec<u8> = partial.drain(..=nl).collect();
+                let line = String::from_utf8_lossy(&line).trim_end().to_string();
+                if line.starts_with("FATAL") || line.starts_with("PANIC") {
+                    log::error!(target: "postgres", "{line}");
+                } else {
+                    log::info!(target: "postgres", "{line}");
+                }
+                if tail.len() == 20 {
+                    tail.pop_front();
+                }
+                tail.push_back(line);
+            }
+        }
+        Poll::Ready(Ok(buf.len()))
+    }
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
+/// The rest of what wasix asks of a file, identical for the three streams.
+macro_rules! stream_file {
+    ($ty:ty, read: $readable:expr) => {
+        impl AsyncSeek for $ty {
+            fn start_seek(self: Pin<&mut Self>, _position: io::SeekFrom) -> io::Result<()> {
+                Ok(())
+            }
+            fn poll_complete(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<u64>> {
+                Poll::Ready(Ok(0))
+            }
+        }
+        impl VirtualFile for $ty {
+            fn last_accessed(&self) -> u64 { 0 }
+            fn last_modified(&self) -> u64 { 0 }
+            fn created_time(&self) -> u64 { 0 }
+            fn size(&self) -> u64 { 0 }
+            fn set_len(&mut self, _new_size: u64) -> virtual_fs::Result<()> {
+                Err(virtual_fs::FsError::PermissionDenied)
+            }
+            fn unlink(&mut self) -> virtual_fs::Result<()> { Ok(()) }
+            fn poll_read_ready(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+                Poll::Ready(if $readable { Ok(1) } else { Err(io::ErrorKind::Unsupported.into()) })
+            }
+            fn poll_write_ready(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+                Poll::Ready(Ok(FLUSH_THRESHOLD))
+            }
+        }
+    };
+}
+
+impl AsyncWrite for GuestStdin {
+    fn poll_write(self: Pin<&mut Self>, _cx: &mut Context<'_>, _buf: &[u8]) -> Poll<io::Result<usize>> {
+        Poll::Ready(Err(io::ErrorKind::Unsupported.into()))
+    }
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
+macro_rules! write_only {
+    ($ty:ty) => {
+        impl AsyncRead for $ty {
+            fn poll_read(self: Pin<&mut Self>, _cx: &mut Context<'_>, _buf: &mut tokio::io::ReadBuf<'_>) -> Poll<io::Result<()>> {
+                Poll::Ready(Ok(()))
+            }
+        }
+    };
+}
+write_only!(GuestStdout);
+write_only!(GuestStderr);
+stream_file!(GuestStdin, read: true);
+stream_file!(GuestStdout, read: false);
+stream_file!(GuestStderr, read: false);
+
+/// Reads stdin frames on a thread of its own, checks them, and queues them for the guest.
+pub fn spawn_stdin_reader(tx: SyncSender<Input>) -> std::thread::JoinHandle<()> {
+    std::thread::Builder::new()
+        .name("stdin-frames".into())
+        .spawn(move || {
+            let mut stdin = io::stdin().lock();
+            let mut guard = FrontendGuard::default();
+            loop {
+                let item = match read_frame(&mut stdin) {
+                    Ok(ReadFrame::Frame(mut frame)) => match guard.inspect(&frame) {
+                        Verdict::Forward { forward, terminate } => {
+                            frame.truncate(forward);
+                            if !frame.is_empty() && tx.send(Input::Data(frame)).is_err() {
+                                return;
+                            }
+                            if !terminate {
+                                continue;
+                            }
+                            Input::End(EndReason::Terminate)
+                        }
+                        Verdict::Reject(reason) => {
+                            log::warn!("refused a stdin frame: {reason}");
+                            Input::Reject(reason)
+                        }
+                    },
+                    Ok(ReadFrame::Eof) => Input::End(EndReason::Eof),
+                    Ok(ReadFrame::TooLarge(len)) => {
+                        eprintln!(
+                            "pglite-port: stdin frame of {len} bytes exceeds the limit of {MAX_FRAME_LEN} bytes; shutting down"
+                        );
+                        Input::End(EndReason::FrameTooLarge(len))
+                    }
+                    Err(e) => {
+                        eprintln!("pglite-port: reading stdin failed: {e}; shutting down");
+                        Input::End(EndReason::Truncated(e.to_string()))
+                    }
+                };
+                let last = matches!(item, Input::End(_));
+                if tx.send(item).is_err() || last {
+                    return;
+                }
+            }
+        })
+        .expect("spawn the stdin reader thread")
+}
+
+/// Turns SIGTERM and SIGINT into end of input, so shutdown is the clean EOF path.
+pub fn spawn_signal_watcher(tx: SyncSender<Input>) -> anyhow::Result<()> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT])?;
+    std::thread::Builder::new().name("signals".into()).spawn(move || {
+        if let Some(sig) = signals.forever().next() {
+            log::info!("signal {sig}: shutting down");
+            let _ = tx.send(Input::End(EndReason::Signal));
+        }
+    })?;
+    Ok(())
+}

@@ -1,0 +1,165 @@
+//! The few PostgreSQL v3 messages the port builds or reads itself: the startup packet,
+//! Query, ErrorResponse and ReadyForQuery, plus a splitter for a backend byte stream.
+
+/// Protocol version 3.0 as sent in a StartupMessage.
+const PROTOCOL_V3: i32 = 196_608;
+
+/// A StartupMessage for `user` on `database`.
+pub fn startup_packet(user: &str, database: &str) -> Vec<u8> {
+    let mut body = PROTOCOL_V3.to_be_bytes().to_vec();
+    for (key, value) in [
+        ("user", user),
+        ("database", database),
+        ("client_encoding", "UTF8"),
+        ("DateStyle", "ISO, MDY"),
+    ] {
+        body.extend_from_slice(key.as_bytes());
+        body.push(0);
+        body.extend_from_slice(value.as_bytes());
+        body.push(0);
+    }
+    body.push(0);
+    let mut packet = ((body.len() + 4) as i32).to_be_bytes().to_vec();
+    packet.extend_from_slice(&body);
+    packet
+}
+
+/// A message with a type byte: tag, length (including itself), body.
+pub fn message(tag: u8, body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(body.len() + 5);
+    out.push(tag);
+    out.extend_from_slice(&((body.len() + 4) as i32).to_be_bytes());
+    out.extend_from_slice(body);
+    out
+}
+
+/// A simple-protocol Query.
+pub fn query(sql: &str) -> Vec<u8> {
+    let mut body = sql.as_bytes().to_vec();
+    body.push(0);
+    message(b'Q', &body)
+}
+
+/// An ErrorResponse with severity ERROR.
+pub fn error_response(sqlstate: &str, text: &str) -> Vec<u8> {
+    let mut body = Vec::new();
+    for (field, value) in [(b'S', "ERROR"), (b'V', "ERROR"), (b'C', sqlstate), (b'M', text)] {
+        body.push(field);
+        body.extend_from_slice(value.as_bytes());
+        body.push(0);
+    }
+    body.push(0);
+    message(b'E', &body)
+}
+
+/// ReadyForQuery with a transaction status byte (`I`, `T` or `E`).
+pub fn ready_for_query(status: u8) -> Vec<u8> {
+    message(b'Z', &[status])
+}
+
+/// Splits a buffer of backend messages into (tag, body) pairs; stops at a partial message.
+pub fn messages(bytes: &[u8]) -> impl Iterator<Item = (u8, &[u8])> {
+    let mut rest = bytes;
+    std::iter::from_fn(move || {
+        if rest.len() < 5 {
+            return None;
+        }
+        let len = i32::from_be_bytes([rest[1], rest[2], rest[3], rest[4]]);
+        let len = usize::try_from(len).ok().filter(|&n| n >= 4)?;
+        if rest.len() < len + 1 {
+            return None;
+        }
+        let (msg, tail) = rest.split_at(len + 1);
+        rest = tail;
+        Some((msg[0], &msg[5..]))
+    })
+}
+
+/// The fields of an ErrorResponse or NoticeResponse body, as (code, text).
+pub fn fields(body: &[u8]) -> Vec<(u8, String)> {
+    body.split(|&b| b == 0)
+        .filter(|f| !f.is_empty())
+        .map(|f| (f[0], String::from_utf8_lossy(&f[1..]).into_owned()))
+        .collect()
+}
+
+/// Follows a backend byte stream written in arbitrary chunks and remembers the
+/// transaction status of the last ReadyForQuery, so the port can answer a rejected
+/// frame with an honest ReadyForQuery of its own.
+#[derive(Debug)]
+pub struct StatusTracker {
+    header: [u8; 5],
+    header_len: usize,
+    body_left: usize,
+    in_ready: bool,
+    status: u8,
+}
+
+impl Default for StatusTracker {
+    fn default() -> Self {
+        Self { header: [0; 5], header_len: 0, body_left: 0, in_ready: false, status: b'I' }
+    }
+}
+
+impl StatusTracker {
+    pub fn status(&self) -> u8 {
+        self.status
+    }
+
+    pub fn observe(&mut self, mut bytes: &[u8]) {
+        while !bytes.is_empty() {
+            if self.body_left > 0 {
+                let take = self.body_left.min(bytes.len());
+                if self.in_ready {
+                    self.status = bytes[0];
+                    self.in_ready = false;
+                }
+                self.body_left -= take;
+                bytes = &bytes[take..];
+                continue;
+            }
+            let take = (5 - self.header_len).min(bytes.len());
+            self.header[self.header_len..self.header_len + take].copy_from_slice(&bytes[..take]);
+            self.header_len += take;
+            bytes = &bytes[take..];
+            if self.header_len == 5 {
+                let h = self.header;
+                let len = u32::from_be_bytes([h[1], h[2], h[3], h[4]]) as usize;
+                self.body_left = len.saturating_sub(4);
+                self.in_ready = h[0] == b'Z' && self.body_left == 1;
+                self.header_len = 0;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tracker_follows_status_across_split_writes() {
+        let mut stream = message(b'C', b"SELECT 1\0");
+        stream.extend(ready_for_query(b'T'));
+        let mut t = StatusTracker::default();
+        for chunk in stream.chunks(3) {
+            t.observe(chunk);
+        }
+        assert_eq!(t.status(), b'T');
+        t.observe(&ready_for_query(b'E'));
+        assert_eq!(t.status(), b'E');
+    }
+
+    #[test]
+    fn splits_messages_and_reads_error_fields() {
+        let mut stream = error_response("08P01", "bad");
+        stream.extend(ready_for_query(b'I'));
+        stream.extend_from_slice(&[b'D', 0, 0]);
+        let msgs: Vec<_> = messages(&stream).collect();
+        assert_eq!(msgs.len(), 2);
+        assert_eq!(msgs[0].0, b'E');
+        let f = fields(msgs[0].1);
+        assert!(f.contains(&(b'C', "08P01".to_string())));
+        assert_eq!(msgs[1], (b'Z', &b"I"[..]));
+    }
+}

@@ -1,0 +1,73 @@
+//! By hand: --help, --sql, --precompile, and the compiled-module cache.
+
+mod support;
+use std::process::Command;
+use support::*;
+
+fn run(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
+    let out = Command::new(BIN).args(args).envs(env.iter().copied()).output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn help_lists_every_setting() {
+    let (code, out, _) = run(&["--help"], &[]);
+    assert_eq!(code, 0);
+    for name in ["PGLITE_DATA_DIR", "PGLITE_USERNAME", "PGLITE_DATABASE", "PGLITE_DEBUG", "PGLITE_WASM_PATH", "PGLITE_CACHE_DIR", "PGLITE_FSYNC", "--precompile", "--sql"] {
+        assert!(out.contains(name), "--help lacks {name}");
+    }
+}
+
+#[test]
+fn sql_prints_tables_and_errors_with_sqlstate() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = dir_arg(&tmp.path().join("db"));
+    let (code, out, err) = run(
+        &["--sql", "CREATE TABLE p (id int, name text)", "--sql", "INSERT INTO p VALUES (1, 'ada'), (2, NULL)", "--sql", "SELECT id, name FROM p ORDER BY id"],
+        &[("PGLITE_DATA_DIR", &dir)],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("CREATE TABLE"), "{out}");
+    assert!(out.contains("INSERT 0 2"), "{out}");
+    assert!(out.contains(" id | name"), "{out}");
+    assert!(out.contains(" 1  | ada"), "{out}");
+    assert!(out.contains("(2 rows)"), "{out}");
+
+    let (code, out, _) = run(&["--sql", "SELECT * FROM missing"], &[("PGLITE_DATA_DIR", &dir)]);
+    assert_eq!(code, 1);
+    assert!(out.contains("SQLSTATE 42P01"), "{out}");
+}
+
+#[test]
+fn a_corrupt_module_cache_file_is_rebuilt_not_loaded() {
+    let cache = tempfile::tempdir().unwrap();
+    let cache_dir = dir_arg(cache.path());
+    let env = [("PGLITE_CACHE_DIR", cache_dir.as_str())];
+    let (code, _, err) = run(&["--precompile"], &env);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("compiling PostgreSQL"), "a cold cache says it compiles: {err}");
+
+    let (code, _, err) = run(&["--precompile"], &env);
+    assert_eq!(code, 0, "{err}");
+    assert!(!err.contains("compiling PostgreSQL"), "a warm cache does not compile: {err}");
+
+    let module = std::fs::read_dir(cache.path().join("modules"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.file_name().unwrap().to_str().unwrap().starts_with("pglite-") && p.extension().unwrap() == "module")
+        .expect("main module cache file");
+    let len = std::fs::metadata(&module).unwrap().len();
+    let f = std::fs::OpenOptions::new().write(true).open(&module).unwrap();
+    f.set_len(len / 2).unwrap();
+    drop(f);
+
+    let (code, out, err) = run(&["--sql", "SELECT 40 + 2"], &env);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("compiling PostgreSQL"), "the truncated file was rebuilt: {err}");
+    assert!(out.contains("42"), "{out}");
+    assert_eq!(std::fs::metadata(&module).unwrap().len(), len, "rebuilt at full size");
+}

@@ -1,0 +1,257 @@
+//! The stdio protocol: the ready frame, then all of PostgreSQL passing through.
+
+mod support;
+use support::*;
+
+fn parse(name: &str, sql: &str, param_types: &[u32]) -> Vec<u8> {
+    let mut b = Vec::new();
+    b.extend_from_slice(name.as_bytes());
+    b.push(0);
+    b.extend_from_slice(sql.as_bytes());
+    b.push(0);
+    b.extend_from_slice(&(param_types.len() as u16).to_be_bytes());
+    for t in param_types {
+        b.extend_from_slice(&t.to_be_bytes());
+    }
+    message(b'P', &b)
+}
+
+/// Bind with all parameters in binary and results in `result_format`.
+fn bind(stmt: &str, params: &[&[u8]], result_format: u16) -> Vec<u8> {
+    let mut b = vec![0u8]; // unnamed portal
+    b.extend_from_slice(stmt.as_bytes());
+    b.push(0);
+    b.extend_from_slice(&1u16.to_be_bytes());
+    b.extend_from_slice(&1u16.to_be_bytes()); // binary parameters
+    b.extend_from_slice(&(params.len() as u16).to_be_bytes());
+    for p in params {
+        b.extend_from_slice(&(p.len() as i32).to_be_bytes());
+        b.extend_from_slice(p);
+    }
+    b.extend_from_slice(&1u16.to_be_bytes());
+    b.extend_from_slice(&result_format.to_be_bytes());
+    message(b'B', &b)
+}
+
+fn describe_portal() -> Vec<u8> {
+    message(b'D', b"P\0")
+}
+
+fn execute() -> Vec<u8> {
+    message(b'E', &[0, 0, 0, 0, 0])
+}
+
+fn sync() -> Vec<u8> {
+    message(b'S', b"")
+}
+
+#[test]
+fn first_frame_is_the_session_startup_reply() {
+    let (port, startup) = Port::ready("memory://");
+    assert_eq!(startup[0].tag, b'R', "AuthenticationOk first");
+    assert_eq!(startup[0].body, [0, 0, 0, 0]);
+    let params: Vec<String> = startup.iter().filter(|m| m.tag == b'S').map(Msg::text).collect();
+    assert!(params.iter().any(|p| p.starts_with("server_version\u{0}17")), "{params:?}");
+    assert!(params.iter().any(|p| p.starts_with("server_encoding\u{0}UTF8")), "{params:?}");
+    assert!(startup.iter().any(|m| m.tag == b'K'), "BackendKeyData");
+    assert_eq!(ready_status(&startup), b'I');
+    let (code, _) = port.finish();
+    assert_eq!(code, 0);
+}
+
+#[test]
+fn simple_queries_errors_transactions_and_savepoints() {
+    let (mut port, _) = Port::ready("memory://");
+    assert_eq!(port.rows("SELECT 1 AS one"), vec![vec![Some("1".into())]]);
+
+    let err = port.simple("SELECT 1/0");
+    let e = err.iter().find(|m| m.tag == b'E').expect("ErrorResponse");
+    assert_eq!(e.field(b'C').as_deref(), Some("22012"));
+    assert_eq!(ready_status(&err), b'I');
+    assert_eq!(port.rows("SELECT 2"), vec![vec![Some("2".into())]], "healthy after an error");
+
+    port.rows("CREATE TABLE t (id int PRIMARY KEY, v text)");
+    assert_eq!(ready_status(&port.simple("BEGIN")), b'T');
+    port.rows("INSERT INTO t VALUES (1, 'a')");
+    port.rows("SAVEPOINT s1");
+    port.rows("INSERT INTO t VALUES (2, 'b')");
+    let dup = port.simple("INSERT INTO t VALUES (1, 'dup')");
+    assert_eq!(dup.iter().find(|m| m.tag == b'E').unwrap().field(b'C').as_deref(), Some("23505"));
+    assert_eq!(ready_status(&dup), b'E', "failed transaction");
+    assert_eq!(ready_status(&port.simple("ROLLBACK TO SAVEPOINT s1")), b'T');
+    assert_eq!(ready_status(&port.simple("COMMIT")), b'I');
+    assert_eq!(port.rows("SELECT id, v FROM t ORDER BY id"), vec![vec![Some("1".into()), Some("a".into())]]);
+
+    // Several statements in one Query, one of them failing: the rest is skipped.
+    let multi = port.simple("SELECT 10; SELECT nope; SELECT 11");
+    assert_eq!(tags(&multi).matches('D').count(), 1);
+    assert_eq!(ready_status(&multi), b'I');
+    assert_eq!(port.finish().0, 0);
+}
+
+#[test]
+fn extended_protocol_binary_parameters_and_pipelining() {
+    let (mut port, _) = Port::ready("memory://");
+    // int4 23, text 25: binary int4 parameter, binary result.
+    let mut batch = parse("add", "SELECT $1::int4 + 1, $2::text", &[23, 25]);
+    batch.extend(bind("add", &[&41i32.to_be_bytes(), b"hi"], 1));
+    batch.extend(describe_portal());
+    batch.extend(execute());
+    batch.extend(sync());
+    port.send(&batch);
+    let msgs = port.until_ready();
+    assert_eq!(tags(&msgs), "12TDCZ");
+    let row = msgs.iter().find(|m| m.tag == b'D').unwrap();
+    assert_eq!(&row.body[6..10], &42i32.to_be_bytes(), "binary int4 result");
+
+    // Pipelined: three Bind/Execute/Sync groups in one frame; the middle one fails.
+    let mut pipe = Vec::new();
+    for v in [1i32, 0, 3] {
+        pipe.extend(parse("", "SELECT 12 / $1::int4", &[23]));
+        pipe.extend(bind("", &[&v.to_be_bytes()], 0));
+        pipe.extend(execute());
+        pipe.extend(sync());
+    }
+    port.send(&pipe);
+    let first = port.until_ready();
+    assert_eq!(first.iter().find(|m| m.tag == b'D').unwrap().values(), vec![Some("12".into())]);
+    let second = port.until_ready();
+    assert_eq!(second.iter().find(|m| m.tag == b'E').unwrap().field(b'C').as_deref(), Some("22012"));
+    let third = port.until_ready();
+    assert_eq!(third.iter().find(|m| m.tag == b'D').unwrap().values(), vec![Some("4".into())]);
+
+    // Flush (no Sync) returns what is ready and keeps the request open.
+    let mut flushed = parse("q", "SELECT 5", &[]);
+    flushed.extend(message(b'H', b""));
+    port.send(&flushed);
+    let frame = port.read_frame().expect("ParseComplete after Flush");
+    assert_eq!(frame[0], b'1');
+    let mut rest = bind("q", &[], 0);
+    rest.extend(execute());
+    rest.extend(sync());
+    port.send(&rest);
+    assert_eq!(tags(&port.until_ready()), "2DCZ");
+    assert_eq!(port.finish().0, 0);
+}
+
+#[test]
+fn copy_in_split_over_frames_and_copy_out() {
+    let (mut port, _) = Port::ready("memory://");
+    port.rows("CREATE TABLE c (a int, b text)");
+    port.send(&query("COPY c FROM STDIN"));
+    let g = port.read_frame().expect("CopyInResponse");
+    assert_eq!(g[0], b'G');
+    let mut data = Vec::new();
+    for i in 0..1000 {
+        data.extend(message(b'd', format!("{i}\trow {i}\n").as_bytes()));
+    }
+    data.extend(message(b'c', b""));
+    // Frames cut at arbitrary points, even inside a message header.
+    for chunk in data.chunks(777) {
+        port.send(chunk);
+    }
+    let done = port.until_ready();
+    assert!(done.iter().any(|m| m.tag == b'C' && m.text().starts_with("COPY 1000")), "{:?}", tags(&done));
+    assert_eq!(port.rows("SELECT count(*), sum(a) FROM c"), vec![vec![Some("1000".into()), Some("499500".into())]]);
+
+    // CopyFail aborts the COPY with an error, and the session goes on.
+    port.send(&query("COPY c FROM STDIN"));
+    port.read_frame().expect("CopyInResponse");
+    port.send(&message(b'f', b"client gave up\0"));
+    let failed = port.until_ready();
+    assert_eq!(failed.iter().find(|m| m.tag == b'E').unwrap().field(b'C').as_deref(), Some("57014"));
+
+    let out = port.simple("COPY (SELECT a FROM c WHERE a < 3 ORDER BY a) TO STDOUT");
+    let lines: Vec<String> = out.iter().filter(|m| m.tag == b'd').map(Msg::text).collect();
+    assert_eq!(lines, vec!["0\n", "1\n", "2\n"]);
+    assert_eq!(port.finish().0, 0);
+}
+
+#[test]
+fn listen_notify_plpgsql_large_values_and_large_results() {
+    let (mut port, _) = Port::ready("memory://");
+    port.rows("LISTEN jobs");
+    let n = port.simple("NOTIFY jobs, 'payload-1'");
+    let a = n.iter().find(|m| m.tag == b'A').expect("NotificationResponse");
+    assert!(a.text().contains("jobs\u{0}payload-1"), "{}", a.text());
+
+    port.rows(
+        "CREATE FUNCTION fib(n int) RETURNS int LANGUAGE plpgsql AS $$ \
+         BEGIN IF n < 2 THEN RETURN n; END IF; RETURN fib(n-1) + fib(n-2); END $$",
+    );
+    assert_eq!(port.rows("SELECT fib(15)"), vec![vec![Some("610".into())]]);
+
+    let big = port.rows("SELECT repeat('x', 10000000)");
+    assert_eq!(big[0][0].as_ref().unwrap().len(), 10_000_000);
+    port.rows("CREATE TABLE blobs (b text)");
+    let value = "y".repeat(10_000_000);
+    port.rows(&format!("INSERT INTO blobs VALUES ('{value}')"));
+    assert_eq!(port.rows("SELECT length(b) FROM blobs"), vec![vec![Some("10000000".into())]]);
+
+    let rows = port.simple("SELECT g, 'row ' || g FROM generate_series(1, 100000) g");
+    assert_eq!(rows.iter().filter(|m| m.tag == b'D').count(), 100_000);
+    assert!(rows.iter().any(|m| m.tag == b'C' && m.text().starts_with("SELECT 100000")));
+    assert_eq!(port.finish().0, 0);
+}
+
+#[test]
+fn malformed_frames_get_08p01_and_the_port_keeps_serving() {
+    let (mut port, _) = Port::ready("memory://");
+    for bad in [message(b'?', b"junk"), vec![b'Q', 0, 0, 0, 1], vec![0, 0, 0, 8, 0, 3, 0, 0]] {
+        port.send(&bad);
+        let reply = port.until_ready();
+        let e = reply.iter().find(|m| m.tag == b'E').expect("ErrorResponse");
+        assert_eq!(e.field(b'C').as_deref(), Some("08P01"));
+        assert_eq!(ready_status(&reply), b'I');
+    }
+    assert_eq!(port.rows("SELECT 3"), vec![vec![Some("3".into())]]);
+    // Inside a transaction, the refusal reports the transaction status honestly.
+    port.rows("BEGIN");
+    port.send(&message(b'!', b""));
+    assert_eq!(ready_status(&port.until_ready()), b'T');
+    port.rows("COMMIT");
+    assert_eq!(port.finish().0, 0);
+}
+
+#[test]
+fn oversized_frame_length_exits_2_with_a_message() {
+    let (mut port, _) = Port::ready("memory://");
+    port.send_raw(&[0x7f, 0xff, 0xff, 0xff]);
+    let (code, stderr) = port.wait();
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("exceeds the limit"), "{stderr}");
+}
+
+#[test]
+fn truncated_frame_at_eof_exits_2() {
+    let (mut port, _) = Port::ready("memory://");
+    port.send_raw(&[0, 0, 0, 50, b'Q']);
+    let (code, stderr) = port.finish();
+    assert_eq!(code, 2, "{stderr}");
+}
+
+#[test]
+fn terminate_and_sigterm_shut_down_cleanly() {
+    let (mut port, _) = Port::ready("memory://");
+    port.send(&message(b'X', b""));
+    assert_eq!(port.wait().0, 0);
+
+    let (port, _) = Port::ready("memory://");
+    let pid = port.child.id() as i32;
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    let (code, stderr) = port.wait();
+    assert_eq!(code, 0, "{stderr}");
+}
+
+#[test]
+fn stdout_carries_frames_only_even_with_debug_logging() {
+    let mut port = Port::spawn_with("memory://", &[("PGLITE_DEBUG", "5")]);
+    let startup = port.read_frame_messages();
+    assert_eq!(startup[0].tag, b'R');
+    assert_eq!(port.rows("SELECT 7"), vec![vec![Some("7".into())]]);
+    port.close_stdin();
+    assert!(port.read_frame().is_none(), "nothing but frames on stdout");
+    let (code, stderr) = port.wait();
+    assert_eq!(code, 0);
+    assert!(!stderr.is_empty(), "logs went to stderr");
+}
