@@ -238,9 +238,25 @@ impl Backend {
                 .join("; ");
             bail!("the session was refused: {detail}");
         }
+        self.warm_up().context("warm-up query")?;
         self.x.set_transport.call(&mut self.store, TRANSPORT_STREAM).context("pgl_set_protocol_transport")?;
         self.stdout.attach(&reply).context("write the startup reply")?;
         Ok(reply)
+    }
+
+    /// The first query re-reports the startup parameters and loads catalog caches; do
+    /// it here, over the buffered transport, so clients see neither.
+    fn warm_up(&mut self) -> Result<()> {
+        self.push_input(&wire::query("SELECT 1"))?;
+        let s = &mut self.store;
+        self.x.main_loop.call(s).context("PostgresMainLoopOnce")?;
+        self.x.send_ready.call(s).context("PostgresSendReadyForQueryIfNecessary")?;
+        self.x.pq_flush.call(s).context("pgl_pq_flush")?;
+        let reply = self.take_output()?;
+        if !wire::messages(&reply).any(|(tag, _)| tag == b'Z') {
+            bail!("no ReadyForQuery");
+        }
+        Ok(())
     }
 
     /// Serves the stream until input ends. ERRORs are recovered in place.

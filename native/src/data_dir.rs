@@ -149,7 +149,7 @@ mod tests {
         let first = open_directory(&path).unwrap();
         assert!(path.join("PG_VERSION").is_file());
         let second = open_directory(&path);
-        assert!(second.unwrap_err().downcast_ref::<DataDirInUse>().is_some());
+        assert!(second.err().unwrap().downcast_ref::<DataDirInUse>().is_some());
         drop(first);
         assert!(open_directory(&path).is_ok());
         let leftovers: Vec<_> = fs::read_dir(tmp.path()).unwrap().collect();
