@@ -1,0 +1,183 @@
+#!/usr/bin/env python3
+"""Benchmark of pglite-port through its stdio frames (not a test).
+
+Prints cold start (empty module cache) and warm start to the ready frame, medians of
+1,000 SELECT 1 and extended-protocol round trips, 25,000 single-row INSERTs in one
+transaction, and idle/peak RSS. The same request loops run in the same run against a
+PostgreSQL server from Debian's packages (over its Unix socket, fsync off like the
+port's default) as the baseline, and ratios are printed.
+
+    python3 bench/port_bench.py [--bin target/release/pglite-port]
+"""
+import argparse, glob, os, shutil, socket, statistics, struct, subprocess, sys, tempfile, time
+
+def msg(tag, body=b""):
+    return tag + struct.pack(">I", len(body) + 4) + body
+
+def query(sql):
+    return msg(b"Q", sql.encode() + b"\0")
+
+def extended(sql):
+    parse = msg(b"P", b"\0" + sql.encode() + b"\0" + struct.pack(">H", 0))
+    bind = msg(b"B", b"\0\0" + struct.pack(">HHH", 0, 0, 0))
+    return parse + bind + msg(b"D", b"P\0") + msg(b"E", b"\0" + struct.pack(">I", 0)) + msg(b"S")
+
+class PortConn:
+    """Frames over the port's pipes."""
+    def __init__(self, binary, env):
+        self.p = subprocess.Popen([binary], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, bufsize=0)
+        self.buf = b""
+        self.read_until_ready()
+
+    def send(self, data):
+        self.p.stdin.write(struct.pack(">I", len(data)) + data)
+
+    def read_until_ready(self):
+        while True:
+            i = self._ready_end()
+            if i is not None:
+                self.buf = self.buf[i:]
+                return
+            hdr = self._read(4)
+            self.buf += self._read(struct.unpack(">I", hdr)[0])
+
+    def _read(self, n):
+        out = b""
+        while len(out) < n:
+            chunk = self.p.stdout.read(n - len(out))
+            if not chunk:
+                raise RuntimeError("port closed")
+            out += chunk
+        return out
+
+    def _ready_end(self):
+        pos = 0
+        while pos + 5 <= len(self.buf):
+            (l,) = struct.unpack(">I", self.buf[pos + 1:pos + 5])
+            if pos + 1 + l > len(self.buf):
+                return None
+            if self.buf[pos:pos + 1] == b"Z":
+                return pos + 1 + l
+            pos += 1 + l
+        return None
+
+    def rss_kb(self, field):
+        with open(f"/proc/{self.p.pid}/status") as f:
+            for line in f:
+                if line.startswith(field):
+                    return int(line.split()[1])
+
+    def close(self):
+        self.p.stdin.close()
+        self.p.wait()
+
+class SocketConn(PortConn):
+    """The same protocol over a server's Unix socket (trust auth)."""
+    def __init__(self, path, user, db):
+        self.s = socket.socket(socket.AF_UNIX)
+        self.s.connect(path)
+        self.buf = b""
+        body = struct.pack(">I", 196608) + b"user\0" + user.encode() + b"\0database\0" + db.encode() + b"\0\0"
+        self.s.sendall(struct.pack(">I", len(body) + 4) + body)
+        self.read_until_ready()
+
+    def send(self, data):
+        self.s.sendall(data)
+
+    def read_until_ready(self):
+        while self._ready_end() is None:
+            chunk = self.s.recv(65536)
+            if not chunk:
+                raise RuntimeError("server closed")
+            self.buf += chunk
+        self.buf = self.buf[self._ready_end():]
+
+    def close(self):
+        self.s.close()
+
+def round_trips(conn, payload, n=1000):
+    times = []
+    for _ in range(n):
+        t = time.perf_counter()
+        conn.send(payload)
+        conn.read_until_ready()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+def inserts(conn, n=25000):
+    conn.send(query("CREATE TABLE bench_ins (id int, v text)")); conn.read_until_ready()
+    t = time.perf_counter()
+    conn.send(query("BEGIN")); conn.read_until_ready()
+    for i in range(n):
+        conn.send(query(f"INSERT INTO bench_ins VALUES ({i}, 'row {i}')"))
+        conn.read_until_ready()
+    conn.send(query("COMMIT")); conn.read_until_ready()
+    return time.perf_counter() - t
+
+def start_time(binary, env):
+    t = time.perf_counter()
+    c = PortConn(binary, env)
+    elapsed = time.perf_counter() - t
+    c.close()
+    return elapsed
+
+def native_server():
+    bins = sorted(glob.glob("/usr/lib/postgresql/*/bin/postgres"))
+    if not bins or os.geteuid() == 0 and shutil.which("runuser") is None:
+        return None
+    bindir = os.path.dirname(bins[-1])
+    root = tempfile.mkdtemp(prefix="pgbench-native-")
+    shutil.chown(root, "postgres") if os.geteuid() == 0 else None
+    as_pg = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+    data, sock = os.path.join(root, "data"), root
+    subprocess.run(as_pg + [f"{bindir}/initdb", "-D", data, "-U", "postgres", "-A", "trust"], check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(as_pg + [f"{bindir}/pg_ctl", "-D", data, "-w", "-l", os.path.join(root, "log"), "-o",
+                    f"-k {sock} -c listen_addresses='' -c fsync=off -c shared_buffers=128MB", "start"], check=True, stdout=subprocess.DEVNULL)
+    return bindir, data, root, as_pg, os.path.join(sock, ".s.PGSQL.5432")
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--bin", default="target/release/pglite-port")
+    args = ap.parse_args()
+    binary = os.path.abspath(args.bin)
+    env = dict(os.environ, PGLITE_DATA_DIR="memory://")
+
+    cold_cache = tempfile.mkdtemp(prefix="pglite-cold-")
+    cold = start_time(binary, dict(env, PGLITE_CACHE_DIR=cold_cache))
+    shutil.rmtree(cold_cache)
+    warm = statistics.median(start_time(binary, env) for _ in range(5))
+
+    port = PortConn(binary, env)
+    idle_rss = port.rss_kb("VmRSS:")
+    p_select = round_trips(port, query("SELECT 1"))
+    p_ext = round_trips(port, extended("SELECT 1"))
+    p_ins = inserts(port)
+    peak_rss = port.rss_kb("VmHWM:")
+    port.close()
+
+    native = native_server()
+    n_select = n_ext = n_ins = None
+    if native:
+        bindir, data, root, as_pg, path = native
+        try:
+            conn = SocketConn(path, "postgres", "postgres")
+            n_select = round_trips(conn, query("SELECT 1"))
+            n_ext = round_trips(conn, extended("SELECT 1"))
+            n_ins = inserts(conn)
+            conn.close()
+        finally:
+            subprocess.run(as_pg + [f"{bindir}/pg_ctl", "-D", data, "-m", "fast", "stop"], stdout=subprocess.DEVNULL)
+            shutil.rmtree(root, ignore_errors=True)
+
+    def ratio(ours, base):
+        return f"{ours / base:.2f}x server" if base else "no baseline"
+    print(f"pglite-port benchmark, {time.strftime('%Y-%m-%d')}, {os.cpu_count()} cores")
+    print(f"cold start to ready frame (empty cache): {cold:.2f} s")
+    print(f"warm start to ready frame (median of 5): {warm * 1000:.0f} ms")
+    print(f"SELECT 1 round trip, median of 1000:      {p_select * 1e6:.1f} us  ({ratio(p_select, n_select)}; server {n_select * 1e6 if n_select else 0:.1f} us)")
+    print(f"extended P/B/D/E/S round trip, median:    {p_ext * 1e6:.1f} us  ({ratio(p_ext, n_ext)}; server {n_ext * 1e6 if n_ext else 0:.1f} us)")
+    print(f"25,000 single-row INSERTs, one txn:       {p_ins:.2f} s  ({ratio(p_ins, n_ins)}; server {n_ins or 0:.2f} s)")
+    print(f"RSS idle after start / peak:              {idle_rss / 1024:.0f} MB / {peak_rss / 1024:.0f} MB")
+
+if __name__ == "__main__":
+    main()
