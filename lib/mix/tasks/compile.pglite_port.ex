@@ -1,0 +1,124 @@
+defmodule Mix.Tasks.Compile.PglitePort do
+  @moduledoc """
+  Puts a `pglite-port` binary in place for this platform, then fills its module cache.
+
+  It uses `priv/native/<triple>/pglite-port` when that file matches the SHA-256 in
+  `pglite-port.sha256` beside it; otherwise it builds `native/` with
+  `cargo build --release`. `PGLITE_BUILD_FROM_SOURCE=1` forces the build. The chosen
+  binary is copied into the app's build directory, and `pglite-port --precompile`
+  compiles PostgreSQL for this machine once, so the first start is fast.
+
+  Nothing happens when nothing changed.
+  """
+  use Mix.Task.Compiler
+
+  alias PgliteEx.Executable
+
+  @recursive true
+
+  @impl true
+  def run(_args) do
+    root = Path.dirname(Mix.Project.project_file())
+    triple = Executable.target_triple()
+    dest = Executable.installed_path(Mix.Project.app_path())
+    manifest = Path.join(Mix.Project.manifest_path(), "compile.pglite_port")
+    {kind, stamp} = choose(root, triple)
+
+    if File.regular?(dest) and File.read(manifest) == {:ok, stamp} do
+      {:noop, []}
+    else
+      source = produce(kind, root, triple)
+      File.mkdir_p!(Path.dirname(dest))
+      File.cp!(source, dest)
+      File.chmod!(dest, 0o755)
+      precompile(dest)
+      File.mkdir_p!(Path.dirname(manifest))
+      File.write!(manifest, stamp)
+      {:ok, []}
+    end
+  end
+
+  @impl true
+  def manifests, do: [Path.join(Mix.Project.manifest_path(), "compile.pglite_port")]
+
+  defp choose(root, triple) do
+    prebuilt = Executable.prebuilt(root, triple)
+
+    cond do
+      System.get_env("PGLITE_BUILD_FROM_SOURCE") in ["1", "true"] -> {:cargo, source_stamp(root)}
+      valid_prebuilt?(prebuilt) -> {{:prebuilt, prebuilt}, "prebuilt:" <> File.read!(prebuilt <> ".sha256")}
+      true -> {:cargo, source_stamp(root)}
+    end
+  end
+
+  defp valid_prebuilt?(path) do
+    with true <- File.regular?(path),
+         {:ok, line} <- File.read(path <> ".sha256"),
+         [expected | _] <- String.split(line) do
+      actual = :crypto.hash(:sha256, File.read!(path)) |> Base.encode16(case: :lower)
+
+      if actual == String.downcase(expected) do
+        true
+      else
+        Mix.shell().error("pglite: #{path} does not match its checksum; building from source instead")
+        false
+      end
+    else
+      _ -> false
+    end
+  end
+
+  # Every input of the cargo build: a change in any of them means build again.
+  defp source_stamp(root) do
+    files =
+      [Path.join(root, "Cargo.toml"), Path.join(root, "Cargo.lock")] ++
+        Path.wildcard(Path.join(root, "native/src/**/*.rs"))
+
+    entries =
+      for file <- Enum.sort(files), {:ok, stat} <- [File.stat(file, time: :posix)],
+          do: "#{file}:#{stat.size}:#{stat.mtime}"
+
+    "cargo:" <> Base.encode16(:crypto.hash(:sha256, Enum.join(entries, "\n")), case: :lower)
+  end
+
+  defp produce({:prebuilt, path}, _root, triple) do
+    Mix.shell().info("==> pglite: using the prebuilt pglite-port for #{triple}")
+    path
+  end
+
+  defp produce(:cargo, root, triple) do
+    cargo = System.find_executable("cargo")
+
+    unless cargo do
+      Mix.raise("""
+      pglite: no prebuilt pglite-port for #{triple} and no cargo to build one.
+        Either install Rust (cargo) from https://rustup.rs and compile again,
+        or run build_release.sh on a machine with Rust and put its output at
+          #{Executable.prebuilt(root, triple)}
+        together with pglite-port.sha256 beside it.
+      """)
+    end
+
+    Mix.shell().info("==> pglite: building pglite-port with cargo (the first build takes ~10 minutes)")
+
+    {_, status} =
+      System.cmd(cargo, ["build", "--release", "--bin", "pglite-port"],
+        cd: root,
+        into: IO.stream(:stdio, :line),
+        stderr_to_stdout: true
+      )
+
+    if status != 0, do: Mix.raise("pglite: cargo build failed with status #{status}")
+    target_dir = System.get_env("CARGO_TARGET_DIR") || Path.join(root, "target")
+    Path.join([target_dir, "release", "pglite-port"])
+  end
+
+  defp precompile(binary) do
+    Mix.shell().info("==> pglite: preparing PostgreSQL for this machine (once, ~10 s)")
+
+    case System.cmd(binary, ["--precompile"], stderr_to_stdout: true) do
+      {_, 0} -> :ok
+      {out, status} -> Mix.raise("pglite: #{binary} --precompile failed (#{status}):\n#{out}")
+    end
+  end
+end

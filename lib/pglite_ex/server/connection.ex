@@ -1,0 +1,235 @@
+defmodule PgliteEx.Server.Connection do
+  @moduledoc """
+  One client connection: the start-up handshake (SSL/GSS refusal, StartupMessage checks,
+  SCRAM-SHA-256), then whole frontend messages passed to the shared backend through
+  `PgliteEx.submit/3` and the backend's replies written back.
+
+  A client that breaks the protocol gets a FATAL ErrorResponse and is closed alone.
+  """
+  use GenServer, restart: :temporary
+  require Logger
+
+  alias PgliteEx.Server.{Scram, Statements}
+  alias PgliteEx.Wire
+
+  @ssl_request 80_877_103
+  @gss_request 80_877_104
+  @cancel_request 80_877_102
+  @protocol_v3 196_608
+  @max_startup 10_000
+  @frontend ~c"QPBEDCSHFdcfpX"
+
+  defstruct [:socket, :instance, :backend, :id, :secret, :scram, :user, phase: :startup, buffer: "", open: false]
+
+  @doc false
+  def start_link({socket, instance}), do: GenServer.start_link(__MODULE__, {socket, instance})
+
+  @doc "Hands the accepted socket to the connection process and starts reading."
+  @spec hand_over(pid(), port()) :: :ok | {:error, term()}
+  def hand_over(pid, socket) do
+    with :ok <- :gen_tcp.controlling_process(socket, pid), do: send(pid, :socket_ready) && :ok
+  end
+
+  @impl true
+  def init({socket, instance}) do
+    {:ok, %__MODULE__{socket: socket, instance: instance, secret: :crypto.strong_rand_bytes(4)}}
+  end
+
+  @impl true
+  def handle_info(:socket_ready, state), do: {:noreply, activate(state)}
+
+  def handle_info({:tcp, _socket, data}, state) do
+    case process(%{state | buffer: state.buffer <> data}) do
+      {:ok, state} -> {:noreply, activate(state)}
+      {:close, state} -> {:stop, :normal, state}
+    end
+  end
+
+  def handle_info({:tcp_closed, _}, state), do: {:stop, :normal, state}
+  def handle_info({:tcp_error, _, _}, state), do: {:stop, :normal, state}
+
+  def handle_info({:pglite_backend, _from, data}, state) do
+    case :gen_tcp.send(state.socket, data) do
+      :ok -> {:noreply, state}
+      {:error, _} -> {:stop, :normal, state}
+    end
+  end
+
+  def handle_info({:pglite_down, _from, _reason}, state), do: stop(backend_lost(state))
+  def handle_info({:DOWN, _ref, :process, _pid, _reason}, state), do: stop(backend_lost(state))
+  def handle_info(_other, state), do: {:noreply, state}
+
+  defp stop({:close, state}), do: {:stop, :normal, state}
+
+  defp backend_lost(state) do
+    fatal(state, "57P01", "terminating connection because the PostgreSQL backend restarted")
+    {:close, state}
+  end
+
+  defp activate(state) do
+    :inet.setopts(state.socket, active: :once)
+    state
+  end
+
+  ## Start-up phase: untagged packets
+
+  defp process(%{phase: :startup, buffer: <<len::32, _::binary>>} = state) when len < 8 or len > @max_startup do
+    fatal(state, "08P01", "invalid length of startup packet")
+    {:close, state}
+  end
+
+  defp process(%{phase: :startup, buffer: <<len::32, rest::binary>>} = state) when byte_size(rest) >= len - 4 do
+    body_len = len - 4
+    <<body::binary-size(body_len), tail::binary>> = rest
+    startup(body, %{state | buffer: tail})
+  end
+
+  defp process(%{phase: :startup} = state), do: {:ok, state}
+
+  ## Tagged phases
+
+  defp process(state) do
+    case Wire.split(state.buffer) do
+      {:ok, [], _rest} ->
+        {:ok, state}
+
+      {:ok, messages, rest} ->
+        state = %{state | buffer: rest}
+
+        case Enum.find(messages, fn {tag, _, _} -> tag not in @frontend end) do
+          nil ->
+            handle_messages(messages, state)
+
+          {tag, _, _} ->
+            fatal(state, "08P01", "invalid frontend message type #{tag}")
+            {:close, state}
+        end
+
+      {:error, reason} ->
+        fatal(state, "08P01", reason)
+        {:close, state}
+    end
+  end
+
+  defp startup(<<@ssl_request::32>>, state), do: refuse_encryption(state)
+  defp startup(<<@gss_request::32>>, state), do: refuse_encryption(state)
+  defp startup(<<@cancel_request::32, _::binary>>, state), do: {:close, state}
+
+  defp startup(<<@protocol_v3::32, params::binary>>, state) do
+    params = params |> :binary.split(<<0>>, [:global]) |> Enum.chunk_every(2, 2, :discard) |> Map.new(&List.to_tuple/1)
+    info = PgliteEx.Instance.info(state.instance)
+    user = Map.get(params, "user", "")
+    database = Map.get(params, "database", user)
+
+    cond do
+      user != info.username ->
+        fatal(state, "28000", ~s(role "#{user}" does not exist))
+        {:close, state}
+
+      database != info.database ->
+        fatal(state, "3D000", ~s(database "#{database}" does not exist))
+        {:close, state}
+
+      true ->
+        send_bytes(state, Wire.authentication(10, "SCRAM-SHA-256" <> <<0, 0>>))
+        process(%{state | phase: :sasl_initial, user: user})
+    end
+  end
+
+  defp startup(<<version::32, _::binary>>, state) do
+    fatal(state, "0A000", "unsupported frontend protocol #{div(version, 65536)}.#{rem(version, 65536)}")
+    {:close, state}
+  end
+
+  defp refuse_encryption(state) do
+    send_bytes(state, "N")
+    process(state)
+  end
+
+  ## Authentication and the ready phase
+
+  defp handle_messages([{?p, body, _} | rest], %{phase: :sasl_initial} = state) do
+    secret = PgliteEx.Instance.info(state.instance).scram
+
+    with {"SCRAM-SHA-256", <<len::signed-32, data::binary>>} when len == byte_size(data) <- Wire.cstring(body),
+         {:ok, server_first, exchange} <- Scram.server_first(data, secret) do
+      send_bytes(state, Wire.authentication(11, server_first))
+      handle_messages(rest, %{state | phase: :sasl_final, scram: exchange})
+    else
+      {:error, reason} -> auth_failed(state, "08P01", reason)
+      _ -> auth_failed(state, "28000", "SCRAM-SHA-256 is the only authentication method offered")
+    end
+  end
+
+  defp handle_messages([{?p, body, _} | rest], %{phase: :sasl_final} = state) do
+    secret = PgliteEx.Instance.info(state.instance).scram
+
+    case Scram.server_final(body, state.scram, secret) do
+      {:ok, server_final} ->
+        send_bytes(state, Wire.authentication(12, server_final))
+        ready(rest, state)
+
+      {:error, :bad_proof} ->
+        auth_failed(state, "28P01", ~s(password authentication failed for user "#{state.user}"))
+
+      {:error, reason} ->
+        auth_failed(state, "08P01", reason)
+    end
+  end
+
+  defp handle_messages([_ | _], %{phase: phase} = state) when phase in [:sasl_initial, :sasl_final] do
+    auth_failed(state, "08P01", "expected a SASL response message")
+  end
+
+  defp handle_messages(messages, %{phase: :ready} = state) do
+    {messages, terminate?} =
+      case Enum.split_while(messages, fn {tag, _, _} -> tag != ?X end) do
+        {before, []} -> {before, false}
+        {before, _terminate} -> {before, true}
+      end
+
+    batch = Statements.rewrite(messages, state.id, state.open)
+
+    result =
+      if messages == [],
+        do: :ok,
+        else: PgliteEx.submit(state.backend, batch.payload, Map.take(batch, [:rfq, :open, :prepared, :closed]))
+
+    case result do
+      :ok when terminate? -> {:close, state}
+      :ok -> {:ok, %{state | open: batch.open}}
+      {:error, _} -> backend_lost(state)
+    end
+  catch
+    :exit, _ -> backend_lost(state)
+  end
+
+  defp handle_messages([], state), do: {:ok, state}
+
+  defp ready(rest, state) do
+    backend = PgliteEx.Instance.backend(state.instance)
+    Process.monitor(backend)
+    {:ok, id, parameters} = PgliteEx.register(backend)
+
+    send_bytes(state, [
+      Wire.authentication(0),
+      Enum.map(parameters, fn {k, v} -> Wire.parameter_status(k, v) end),
+      Wire.backend_key_data(id, :binary.decode_unsigned(state.secret)),
+      Wire.ready_for_query(?I)
+    ])
+
+    handle_messages(rest, %{state | phase: :ready, backend: backend, id: id})
+  end
+
+  defp auth_failed(state, code, message) do
+    fatal(state, code, message)
+    {:close, state}
+  end
+
+  defp fatal(state, code, message) do
+    Logger.debug("closing client connection: #{code} #{message}")
+    send_bytes(state, Wire.error("FATAL", code, message))
+  end
+
+  defp send_bytes(state, data), do: :gen_tcp.send(state.socket, data)
+end
