@@ -29,7 +29,8 @@ defmodule PgliteEx do
           required(:rfq) => non_neg_integer(),
           required(:open) => boolean(),
           optional(:prepared) => [String.t()],
-          optional(:closed) => [String.t()]
+          optional(:closed) => [String.t()],
+          optional(:deferrable) => boolean()
         }
 
   @stop_timeout 15_000
@@ -70,8 +71,14 @@ defmodule PgliteEx do
   @doc """
   Sends whole frontend messages to the backend once the caller holds it (waiting in
   line if needed). Returns when the payload has been written to the port.
+
+  A `deferrable` payload (only Parse messages and a Sync) is not queued while another
+  client holds the backend: the answer is `:deferred`, and the caller acknowledges the
+  Parse itself and sends it ahead of its next payload. Clients such as pgbench prepare
+  synchronously on a thread that also serves other connections, one of which may hold
+  the backend in a transaction; waiting there would deadlock.
   """
-  @spec submit(GenServer.server(), iodata(), meta()) :: :ok | {:error, term()}
+  @spec submit(GenServer.server(), iodata(), meta()) :: :ok | :deferred | {:error, term()}
   def submit(server, payload, meta), do: GenServer.call(server, {:submit, payload, meta}, :infinity)
 
   @doc """
@@ -150,6 +157,9 @@ defmodule PgliteEx do
 
       state.holder == nil and :queue.is_empty(state.queue) ->
         {:reply, :ok, write(%{state | holder: {:client, pid}}, payload, meta)}
+
+      Map.get(meta, :deferrable, false) ->
+        {:reply, :deferred, state}
 
       true ->
         {:noreply, enqueue(state, {:submit, from, payload, meta})}

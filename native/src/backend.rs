@@ -238,25 +238,49 @@ impl Backend {
                 .join("; ");
             bail!("the session was refused: {detail}");
         }
-        self.warm_up().context("warm-up query")?;
+        let updates = self.prepare_session(username).context("prepare the session")?;
+        let reply = wire::with_parameters(&reply, &updates);
         self.x.set_transport.call(&mut self.store, TRANSPORT_STREAM).context("pgl_set_protocol_transport")?;
         self.stdout.attach(&reply).context("write the startup reply")?;
         Ok(reply)
     }
 
-    /// The first query re-reports the startup parameters and loads catalog caches; do
-    /// it here, over the buffered transport, so clients see neither.
-    fn warm_up(&mut self) -> Result<()> {
-        self.push_input(&wire::query("SELECT 1"))?;
+    /// Runs one query over the buffered transport (before stream mode starts).
+    fn buffered_query(&mut self, sql: &str) -> Result<Vec<u8>> {
+        self.push_input(&wire::query(sql))?;
+        if let Err(e) = self.x.main_loop.call(&mut self.store) {
+            match classify(&e) {
+                Trap::PgError => self.x.recover_error.call(&mut self.store).context("PostgresMainLongJmp")?,
+                _ => return Err(anyhow::Error::new(e).context("PostgresMainLoopOnce")),
+            }
+        }
         let s = &mut self.store;
-        self.x.main_loop.call(s).context("PostgresMainLoopOnce")?;
         self.x.send_ready.call(s).context("PostgresSendReadyForQueryIfNecessary")?;
         self.x.pq_flush.call(s).context("pgl_pq_flush")?;
         let reply = self.take_output()?;
-        if !wire::messages(&reply).any(|(tag, _)| tag == b'Z') {
-            bail!("no ReadyForQuery");
+        if let Some((_, body)) = wire::messages(&reply).find(|(tag, _)| *tag == b'E') {
+            let text = wire::fields(body).into_iter().find(|(c, _)| *c == b'M').map(|(_, m)| m).unwrap_or_default();
+            bail!("{sql}: {text}");
         }
-        Ok(())
+        if !wire::messages(&reply).any(|(tag, _)| tag == b'Z') {
+            bail!("{sql}: no ReadyForQuery");
+        }
+        Ok(reply)
+    }
+
+    /// Makes the session `username`'s (single-user mode logs in as the bootstrap
+    /// superuser), creating the role on first use, and absorbs what the first query
+    /// re-reports. Returns the replies, whose ParameterStatus values are the current ones.
+    fn prepare_session(&mut self, username: &str) -> Result<Vec<u8>> {
+        let mut replies = self.buffered_query("SELECT 1")?;
+        let literal = username.replace('\'', "''");
+        let exists = self.buffered_query(&format!("SELECT 1 FROM pg_roles WHERE rolname = '{literal}'"))?;
+        if !wire::messages(&exists).any(|(tag, _)| tag == b'D') {
+            log::info!("creating role {username:?}");
+            self.buffered_query(&format!("CREATE ROLE {} SUPERUSER LOGIN", crate::session::quote_ident(username)))?;
+        }
+        replies.extend(self.buffered_query(&format!("SET SESSION AUTHORIZATION {}", crate::session::quote_ident(username)))?);
+        Ok(replies)
     }
 
     /// Serves the stream until input ends. ERRORs are recovered in place.

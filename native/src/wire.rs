@@ -83,6 +83,35 @@ pub fn fields(body: &[u8]) -> Vec<(u8, String)> {
         .collect()
 }
 
+/// The startup reply with its ParameterStatus values replaced by the later ones in
+/// `updates` (new names go before BackendKeyData).
+pub fn with_parameters(reply: &[u8], updates: &[u8]) -> Vec<u8> {
+    let name_of = |body: &[u8]| body.split(|&b| b == 0).next().unwrap_or_default().to_vec();
+    let mut latest: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+    for (_, body) in messages(updates).filter(|(tag, _)| *tag == b'S') {
+        let name = name_of(body);
+        latest.retain(|(n, _)| *n != name);
+        latest.push((name, body.to_vec()));
+    }
+    let mut out = Vec::with_capacity(reply.len());
+    for (tag, body) in messages(reply) {
+        if tag == b'K' {
+            for (_, new) in latest.drain(..) {
+                out.extend(message(b'S', &new));
+            }
+        }
+        if tag == b'S' {
+            let name = name_of(body);
+            if let Some(i) = latest.iter().position(|(n, _)| *n == name) {
+                out.extend(message(b'S', &latest.remove(i).1));
+                continue;
+            }
+        }
+        out.extend(message(tag, body));
+    }
+    out
+}
+
 /// Follows a backend byte stream written in arbitrary chunks and remembers the
 /// transaction status of the last ReadyForQuery, so the port can answer a rejected
 /// frame with an honest ReadyForQuery of its own.
@@ -148,6 +177,23 @@ mod tests {
         assert_eq!(t.status(), b'T');
         t.observe(&ready_for_query(b'E'));
         assert_eq!(t.status(), b'E');
+    }
+
+    #[test]
+    fn later_parameter_values_replace_startup_ones() {
+        let mut reply = message(b'R', &[0, 0, 0, 0]);
+        reply.extend(message(b'S', b"session_authorization\0postgres\0"));
+        reply.extend(message(b'S', b"TimeZone\0UTC\0"));
+        reply.extend(message(b'K', &[0; 8]));
+        reply.extend(ready_for_query(b'I'));
+        let mut updates = message(b'S', b"session_authorization\0app\0");
+        updates.extend(message(b'S', b"is_superuser\0on\0"));
+        let merged = with_parameters(&reply, &updates);
+        let tags: Vec<(u8, Vec<u8>)> = messages(&merged).map(|(t, b)| (t, b.to_vec())).collect();
+        assert_eq!(tags.len(), 6);
+        assert_eq!(tags[1].1, b"session_authorization\0app\0");
+        assert_eq!(tags[3].1, b"is_superuser\0on\0");
+        assert_eq!(tags[4].0, b'K');
     }
 
     #[test]

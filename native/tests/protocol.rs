@@ -255,3 +255,13 @@ fn stdout_carries_frames_only_even_with_debug_logging() {
     assert_eq!(code, 0);
     assert!(!stderr.is_empty(), "logs went to stderr");
 }
+
+#[test]
+fn the_session_belongs_to_the_configured_user() {
+    let mut port = Port::spawn_with("memory://", &[("PGLITE_USERNAME", "app_user")]);
+    let startup = port.read_frame_messages();
+    let params: Vec<String> = startup.iter().filter(|m| m.tag == b'S').map(Msg::text).collect();
+    assert!(params.iter().any(|p| p == "session_authorization\u{0}app_user\u{0}"), "{params:?}");
+    assert_eq!(port.rows("SELECT current_user, session_user"), vec![vec![Some("app_user".into()), Some("app_user".into())]]);
+    assert_eq!(port.finish().0, 0);
+}

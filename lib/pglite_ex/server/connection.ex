@@ -19,7 +19,22 @@ defmodule PgliteEx.Server.Connection do
   @max_startup 10_000
   @frontend ~c"QPBEDCSHFdcfpX"
 
-  defstruct [:socket, :instance, :backend, :id, :secret, :scram, :user, phase: :startup, buffer: "", open: false]
+  defstruct [
+    :socket,
+    :instance,
+    :backend,
+    :id,
+    :secret,
+    :scram,
+    :user,
+    phase: :startup,
+    buffer: "",
+    open: false,
+    # Parse messages acknowledged here while the backend was busy (see PgliteEx.submit/3),
+    # and how many of the backend's ReadyForQuery replies to theirs are still to drop.
+    deferred: [],
+    skip_ready: 0
+  ]
 
   @doc false
   def start_link({socket, instance}), do: GenServer.start_link(__MODULE__, {socket, instance})
@@ -48,8 +63,10 @@ defmodule PgliteEx.Server.Connection do
   def handle_info({:tcp_closed, _}, state), do: {:stop, :normal, state}
   def handle_info({:tcp_error, _, _}, state), do: {:stop, :normal, state}
 
-  def handle_info({:pglite_backend, _from, data}, state) do
-    case :gen_tcp.send(state.socket, data) do
+  def handle_info({:pglite_backend, _from, messages}, state) do
+    {messages, state} = drop_deferred_replies(messages, state)
+
+    case :gen_tcp.send(state.socket, messages) do
       :ok -> {:noreply, state}
       {:error, _} -> {:stop, :normal, state}
     end
@@ -189,15 +206,17 @@ defmodule PgliteEx.Server.Connection do
       end
 
     batch = Statements.rewrite(messages, state.id, state.open)
+    {batch, state} = with_deferred(batch, state)
 
     result =
       if messages == [],
         do: :ok,
-        else: PgliteEx.submit(state.backend, batch.payload, Map.take(batch, [:rfq, :open, :prepared, :closed]))
+        else: PgliteEx.submit(state.backend, batch.payload, Map.take(batch, [:rfq, :open, :prepared, :closed, :deferrable]))
 
     case result do
       :ok when terminate? -> {:close, state}
-      :ok -> {:ok, %{state | open: batch.open}}
+      :ok -> {:ok, %{state | open: batch.open, deferred: [], skip_ready: state.skip_ready + batch.skip}}
+      :deferred -> {:ok, defer(batch, messages, state)}
       {:error, _} -> backend_lost(state)
     end
   catch
@@ -205,6 +224,35 @@ defmodule PgliteEx.Server.Connection do
   end
 
   defp handle_messages([], state), do: {:ok, state}
+
+  # Parse messages acknowledged earlier go first, with a Sync of their own whose
+  # replies the client already had.
+  defp with_deferred(batch, %{deferred: []} = state), do: {Map.put(batch, :skip, 0), state}
+
+  defp with_deferred(batch, state) do
+    payload = [Enum.reverse(state.deferred), Wire.sync(), batch.payload]
+    {%{batch | payload: payload, rfq: batch.rfq + 1, deferrable: false} |> Map.put(:skip, 1), state}
+  end
+
+  defp defer(batch, messages, state) do
+    parses = for {?P, _, _} <- messages, do: Wire.message(?1, "")
+    send_bytes(state, [parses, Wire.ready_for_query(?I)])
+    renamed = batch.payload |> IO.iodata_to_binary() |> Wire.split() |> elem(1) |> Enum.filter(&match?({?P, _, _}, &1))
+    %{state | deferred: Enum.reverse(Enum.map(renamed, &elem(&1, 2))) ++ state.deferred}
+  end
+
+  defp drop_deferred_replies(messages, %{skip_ready: 0} = state), do: {messages, state}
+
+  defp drop_deferred_replies([<<?Z, _::binary>> | rest], state),
+    do: drop_deferred_replies(rest, %{state | skip_ready: state.skip_ready - 1})
+
+  defp drop_deferred_replies([<<?E, _::binary>> = error | rest], state) do
+    Logger.warning("a deferred Parse failed: #{inspect(Wire.fields(binary_part(error, 5, byte_size(error) - 5)))}")
+    drop_deferred_replies(rest, state)
+  end
+
+  defp drop_deferred_replies([_ | rest], state), do: drop_deferred_replies(rest, state)
+  defp drop_deferred_replies([], state), do: {[], state}
 
   defp ready(rest, state) do
     backend = PgliteEx.Instance.backend(state.instance)

@@ -11,7 +11,14 @@ defmodule PgliteEx.Server.Statements do
   alias PgliteEx.Wire
 
   @typedoc "What a batch does: renamed messages and the notes for `PgliteEx.submit/3`."
-  @type batch :: %{payload: iodata(), rfq: non_neg_integer(), open: boolean(), prepared: [String.t()], closed: [String.t()]}
+  @type batch :: %{
+          payload: iodata(),
+          rfq: non_neg_integer(),
+          open: boolean(),
+          prepared: [String.t()],
+          closed: [String.t()],
+          deferrable: boolean()
+        }
 
   @extended ~c"PBDECH"
 
@@ -19,7 +26,7 @@ defmodule PgliteEx.Server.Statements do
   @spec rewrite([{byte(), binary(), binary()}], pos_integer(), boolean()) :: batch()
   def rewrite(messages, id, open) do
     prefix = "c#{id}_"
-    acc = %{payload: [], rfq: 0, open: open, prepared: [], closed: []}
+    acc = %{payload: [], rfq: 0, open: open, prepared: [], closed: [], deferrable: false}
 
     messages
     |> Enum.reduce(acc, fn {tag, body, raw}, acc ->
@@ -32,6 +39,16 @@ defmodule PgliteEx.Server.Statements do
         true -> acc
       end
     end)
+    |> Map.put(:deferrable, not open and parse_only?(messages))
+  end
+
+  @doc "True for one or more Parse messages followed by a single Sync."
+  @spec parse_only?([{byte(), binary(), binary()}]) :: boolean()
+  def parse_only?(messages) do
+    case Enum.reverse(messages) do
+      [{?S, _, _} | [_ | _] = parses] -> Enum.all?(parses, &match?({?P, _, _}, &1))
+      _ -> false
+    end
   end
 
   defp rename(?P, body, raw, prefix, acc) do

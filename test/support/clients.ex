@@ -1,0 +1,83 @@
+defmodule Pglite.TestClients do
+  @moduledoc "Runs real PostgreSQL clients (psql, pgbench, psycopg 3) against an instance."
+
+  @doc "psql over the instance's Unix socket (or `host:`/`port:` overrides); returns {output, status}."
+  def psql(pg, sql, opts \\ []) do
+    c = Pglite.get_connection_opts(pg)
+    host = Keyword.get(opts, :host, c[:socket_dir])
+    port = Keyword.get(opts, :port, c[:port])
+    password = Keyword.get(opts, :password, c[:password])
+    user = Keyword.get(opts, :user, c[:username])
+    db = Keyword.get(opts, :database, c[:database])
+
+    System.cmd(
+      "psql",
+      ["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h", host, "-p", "#{port}", "-U", user, "-d", db, "-c", sql],
+      env: [{"PGPASSWORD", password}, {"PGCONNECT_TIMEOUT", "10"}],
+      stderr_to_stdout: true
+    )
+  end
+
+  @doc "pgbench with the instance's connection settings; returns {output, status}."
+  def pgbench(pg, args) do
+    c = Pglite.get_connection_opts(pg)
+
+    System.cmd("pgbench", ["-h", c[:socket_dir], "-p", "#{c[:port]}", "-U", c[:username]] ++ args ++ [c[:database]],
+      env: [{"PGPASSWORD", c[:password]}],
+      stderr_to_stdout: true
+    )
+  end
+
+  @doc "Runs test/clients/<script>.py with the instance's settings in the environment."
+  def python(pg, script, args \\ []) do
+    c = Pglite.get_connection_opts(pg)
+    path = Path.expand("../clients/#{script}.py", __DIR__)
+
+    System.cmd("python3", [path | args],
+      env: [
+        {"PGHOST", c[:socket_dir]},
+        {"PGPORT", "#{c[:port]}"},
+        {"PGUSER", c[:username]},
+        {"PGPASSWORD", c[:password]},
+        {"PGDATABASE", c[:database]}
+      ],
+      stderr_to_stdout: true
+    )
+  end
+
+  @doc """
+  Starts psql as a long-running OS process fed through a port, for tests that kill a
+  client in the middle of something. Returns {port, os_pid}.
+  """
+  def open_psql(pg) do
+    c = Pglite.get_connection_opts(pg)
+    psql = System.find_executable("psql")
+
+    port =
+      Port.open({:spawn_executable, psql}, [
+        :binary,
+        :exit_status,
+        :stderr_to_stdout,
+        args: ["-X", "-q", "-A", "-t", "-h", c[:socket_dir], "-p", "#{c[:port]}", "-U", c[:username], "-d", c[:database]],
+        env: [{~c"PGPASSWORD", String.to_charlist(c[:password])}]
+      ])
+
+    {:os_pid, os_pid} = Port.info(port, :os_pid)
+    {port, os_pid}
+  end
+
+  @doc "Waits until `port` prints something matching `pattern`."
+  def await_output(port, pattern, acc \\ "") do
+    if acc =~ pattern do
+      acc
+    else
+      receive do
+        {^port, {:data, data}} -> await_output(port, pattern, acc <> data)
+      after
+        15_000 -> raise "psql never printed #{inspect(pattern)}; got #{inspect(acc)}"
+      end
+    end
+  end
+
+  def kill9(os_pid), do: System.cmd("kill", ["-9", "#{os_pid}"])
+end
