@@ -2,7 +2,6 @@
 //! embedded by the crate `pglite-oxide-assets` (pinned in Cargo.toml).
 
 use std::fs;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
@@ -32,36 +31,57 @@ impl Runtime {
     }
 }
 
-/// Unpacks the runtime into `<cache>/<ASSETS_VERSION>` unless a complete copy is there.
-/// The copy is made in a temporary sibling and renamed into place, so a crash mid-way
-/// leaves no half-made runtime.
+/// Unpacks the runtime into `<cache>/<ASSETS_VERSION>-<size>` unless a complete copy
+/// is there.
 pub fn runtime(cache_dir: &Path) -> Result<Runtime> {
     let archive = pglite_oxide_assets::runtime_archive()
         .context("pglite-oxide-assets was built without its runtime payload")?;
-    let dir = cache_dir.join(format!("{ASSETS_VERSION}-{}", archive.len()));
-    // The archive's files sit under a top-level `pglite/`.
-    let root = dir.join("pglite");
-    if !root.join("bin/pglite.sha256").is_file() {
-        fs::create_dir_all(cache_dir)
-            .with_context(|| format!("create cache directory {}", cache_dir.display()))?;
-        let tmp = tempfile::Builder::new()
-            .prefix(".runtime-")
-            .tempdir_in(cache_dir)
-            .with_context(|| format!("create a temporary directory in {}", cache_dir.display()))?;
-        unpack_tar_zst(archive, tmp.path()).context("unpack the PostgreSQL runtime")?;
-        let bin = tmp.path().join("pglite/bin");
+    let dir = unpacked_once(cache_dir, &format!("{ASSETS_VERSION}-{}", archive.len()), archive, |tmp| {
+        // The archive's files sit under a top-level `pglite/`.
+        let bin = tmp.join("pglite/bin");
         let module = fs::read(bin.join("pglite")).context("read unpacked pglite/bin/pglite")?;
         fs::write(bin.join("pglite.sha256"), hex(&Sha256::digest(&module)))?;
-        match fs::rename(tmp.path(), &dir) {
-            Ok(()) => {
-                let _ = tmp.keep();
-            }
-            // Another process finished first: use its copy.
-            Err(_) if root.join("bin/pglite.sha256").is_file() => {}
-            Err(e) => return Err(e).with_context(|| format!("move runtime to {}", dir.display())),
-        }
+        Ok(())
+    })?;
+    Ok(Runtime { root: dir.join("pglite") })
+}
+
+/// The data-directory template, unpacked once into the cache directory.
+pub fn pgdata_template_dir(cache_dir: &Path) -> Result<PathBuf> {
+    let archive = pgdata_template()?;
+    unpacked_once(cache_dir, &format!("{ASSETS_VERSION}-pgdata-{}", archive.len()), archive, |_| Ok(()))
+}
+
+/// Unpacks `archive` into `<cache_dir>/<name>` unless a complete copy is there. The copy
+/// is made in a temporary sibling, marked complete, and renamed into place, so a crash
+/// mid-way never leaves a half-made directory that looks whole.
+fn unpacked_once(cache_dir: &Path, name: &str, archive: &[u8], finish: impl FnOnce(&Path) -> Result<()>) -> Result<PathBuf> {
+    const COMPLETE: &str = ".pglite-complete";
+    let dir = cache_dir.join(name);
+    if dir.join(COMPLETE).is_file() {
+        return Ok(dir);
     }
-    Ok(Runtime { root })
+    fs::create_dir_all(cache_dir).with_context(|| format!("create cache directory {}", cache_dir.display()))?;
+    let tmp = tempfile::Builder::new()
+        .prefix(".unpack-")
+        .tempdir_in(cache_dir)
+        .with_context(|| format!("create a temporary directory in {}", cache_dir.display()))?;
+    unpack_tar_zst(archive, tmp.path()).with_context(|| format!("unpack {name}"))?;
+    finish(tmp.path())?;
+    fs::write(tmp.path().join(COMPLETE), "")?;
+    if dir.exists() && !dir.join(COMPLETE).is_file() {
+        // Left by an interrupted or older copy: not trustworthy, replace it.
+        let _ = fs::remove_dir_all(&dir);
+    }
+    match fs::rename(tmp.path(), &dir) {
+        Ok(()) => {
+            let _ = tmp.keep();
+            Ok(dir)
+        }
+        // Another process finished first: use its copy.
+        Err(_) if dir.join(COMPLETE).is_file() => Ok(dir),
+        Err(e) => Err(e).with_context(|| format!("move {name} to {}", dir.display())),
+    }
 }
 
 /// The template PGDATA archive (tar.zst).
@@ -70,11 +90,8 @@ pub fn pgdata_template() -> Result<&'static [u8]> {
         .context("pglite-oxide-assets was built without its PGDATA template")
 }
 
-/// Calls `visit` for each entry of a tar.zst archive with its relative path.
-pub fn for_each_entry(
-    archive: &[u8],
-    mut visit: impl FnMut(&Path, tar::EntryType, &mut dyn Read) -> Result<()>,
-) -> Result<()> {
+/// Unpacks a tar.zst archive into a host directory (entries with `..` are skipped).
+pub fn unpack_tar_zst(archive: &[u8], dest: &Path) -> Result<()> {
     let decoder = zstd::stream::read::Decoder::new(archive).context("open zstd stream")?;
     let mut tar = tar::Archive::new(decoder);
     for entry in tar.entries().context("read tar entries")? {
@@ -84,16 +101,8 @@ pub fn for_each_entry(
         if path.as_os_str().is_empty() || path.components().any(|c| matches!(c, std::path::Component::ParentDir)) {
             continue;
         }
+        let target = dest.join(&path);
         let kind = entry.header().entry_type();
-        visit(&path, kind, &mut entry)?;
-    }
-    Ok(())
-}
-
-/// Unpacks a tar.zst archive into a host directory.
-pub fn unpack_tar_zst(archive: &[u8], dest: &Path) -> Result<()> {
-    for_each_entry(archive, |path, kind, reader| {
-        let target = dest.join(path);
         if kind.is_dir() {
             fs::create_dir_all(&target)?;
         } else if kind.is_file() {
@@ -101,10 +110,10 @@ pub fn unpack_tar_zst(archive: &[u8], dest: &Path) -> Result<()> {
                 fs::create_dir_all(parent)?;
             }
             let mut out = fs::File::create(&target).with_context(|| format!("create {}", target.display()))?;
-            std::io::copy(reader, &mut out).with_context(|| format!("write {}", target.display()))?;
+            std::io::copy(&mut entry, &mut out).with_context(|| format!("write {}", target.display()))?;
         }
-        Ok(())
-    })
+    }
+    Ok(())
 }
 
 pub fn hex(bytes: &[u8]) -> String {

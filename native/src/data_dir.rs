@@ -31,9 +31,10 @@ pub enum DataDir {
 }
 
 impl DataDir {
-    pub fn open(location: &DataLocation, rt: &tokio::runtime::Runtime) -> Result<Self> {
+    /// `template` is the unpacked template directory (see `assets::pgdata_template_dir`).
+    pub fn open(location: &DataLocation, template: &Path, rt: &tokio::runtime::Runtime) -> Result<Self> {
         match location {
-            DataLocation::Memory => Ok(DataDir::Memory(memory_from_template(rt)?)),
+            DataLocation::Memory => Ok(DataDir::Memory(memory_from_template(template, rt)?)),
             DataLocation::Directory(path) => open_directory(path),
         }
     }
@@ -50,31 +51,37 @@ impl DataDir {
     }
 }
 
-fn memory_from_template(rt: &tokio::runtime::Runtime) -> Result<Arc<dyn FileSystem + Send + Sync>> {
+/// Copies the unpacked template into a fresh in-memory filesystem.
+fn memory_from_template(template: &Path, rt: &tokio::runtime::Runtime) -> Result<Arc<dyn FileSystem + Send + Sync>> {
     let fs = virtual_fs::mem_fs::FileSystem::default();
-    assets::for_each_entry(assets::pgdata_template()?, |path, kind, reader| {
-        let guest = Path::new("/").join(path);
-        if kind.is_dir() {
-            create_dir_all(&fs, &guest)?;
-        } else if kind.is_file() {
-            if let Some(parent) = guest.parent() {
-                create_dir_all(&fs, parent)?;
-            }
-            let mut data = Vec::new();
-            reader.read_to_end(&mut data)?;
+    copy_into(&fs, template, Path::new("/"), rt).context("fill the in-memory data directory from the template")?;
+    Ok(Arc::new(fs))
+}
+
+fn copy_into(fs: &dyn FileSystem, host: &Path, guest: &Path, rt: &tokio::runtime::Runtime) -> Result<()> {
+    for entry in fs::read_dir(host).with_context(|| format!("read {}", host.display()))? {
+        let entry = entry?;
+        let name = entry.file_name();
+        if name == ".pglite-complete" {
+            continue;
+        }
+        let target = guest.join(&name);
+        if entry.file_type()?.is_dir() {
+            create_dir_all(fs, &target)?;
+            copy_into(fs, &entry.path(), &target, rt)?;
+        } else {
+            let data = fs::read(entry.path()).with_context(|| format!("read {}", entry.path().display()))?;
             let mut file = fs
                 .new_open_options()
                 .write(true)
                 .create(true)
                 .truncate(true)
-                .open(&guest)
-                .with_context(|| format!("create {} in memory", guest.display()))?;
-            rt.block_on(file.write_all(&data)).with_context(|| format!("write {} into memory", guest.display()))?;
+                .open(&target)
+                .with_context(|| format!("create {} in memory", target.display()))?;
+            rt.block_on(file.write_all(&data)).with_context(|| format!("write {} into memory", target.display()))?;
         }
-        Ok(())
-    })
-    .context("fill the in-memory data directory from the template")?;
-    Ok(Arc::new(fs))
+    }
+    Ok(())
 }
 
 fn create_dir_all(fs: &dyn FileSystem, path: &Path) -> Result<()> {

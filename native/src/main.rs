@@ -45,6 +45,8 @@ fn run(config: &Config) -> Result<u8> {
         .context("start the tokio runtime")?;
     let _entered = rt.enter();
 
+    let started = std::time::Instant::now();
+    let phase = |name: &str| log::debug!("start-up: {name} done at {:.1?}", started.elapsed());
     let cache_dir = config.cache_dir();
     let runtime = assets::runtime(&cache_dir)?;
     let modules = ModuleCache::new(cache_dir.join("modules"), module_cache::engine());
@@ -58,13 +60,17 @@ fn run(config: &Config) -> Result<u8> {
     let (module, _) = modules.load_or_compile("pglite", &assets::hex(&module_sha256), || {
         std::fs::read(&wasm_path).with_context(|| format!("read {}", wasm_path.display()))
     })?;
+    phase("main module");
     let side = side_modules::seed(&rt, &modules, &runtime)?;
+    phase("side modules");
     if config.precompile {
         eprintln!("pglite-port: module cache is ready in {}", cache_dir.join("modules").display());
         return Ok(0);
     }
 
-    let data = DataDir::open(&config.data_location()?, &rt)?;
+    let template = assets::pgdata_template_dir(&cache_dir)?;
+    let data = DataDir::open(&config.data_location()?, &template, &rt)?;
+    phase("data directory");
     let host = Host {
         wasix: Host::wasix_runtime(&rt, modules.engine(), side),
         engine: modules.engine().clone(),
@@ -86,6 +92,7 @@ fn run(config: &Config) -> Result<u8> {
     stdio_bridge::spawn_signal_watcher(tx.clone())?;
     stdio_bridge::spawn_stdin_reader(tx);
     let (mut backend, stdin) = session::open(&host, &config.database, rx, Box::new(StdoutFrames::new()))?;
+    phase("session open");
     log::info!("ready: database {:?} as {:?} in {}", config.database, config.username, config.data_dir);
     backend.serve()?;
     backend.shutdown()?;

@@ -71,3 +71,28 @@ fn a_corrupt_module_cache_file_is_rebuilt_not_loaded() {
     assert!(out.contains("42"), "{out}");
     assert_eq!(std::fs::metadata(&module).unwrap().len(), len, "rebuilt at full size");
 }
+
+#[test]
+fn two_ports_starting_on_an_empty_cache_compile_once() {
+    let cache = tempfile::tempdir().unwrap();
+    let cache_dir = dir_arg(cache.path());
+    let spawn = || {
+        Command::new(BIN)
+            .arg("--precompile")
+            .env("PGLITE_CACHE_DIR", &cache_dir)
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (a, b) = (spawn(), spawn());
+    let outputs: Vec<_> = [a, b].into_iter().map(|c| c.wait_with_output().unwrap()).collect();
+    assert!(outputs.iter().all(|o| o.status.success()));
+    let compiled = outputs
+        .iter()
+        .filter(|o| String::from_utf8_lossy(&o.stderr).contains("compiling PostgreSQL"))
+        .count();
+    assert_eq!(compiled, 1, "one compiles, the other waits and loads its result");
+    let (code, out, err) = run(&["--sql", "SELECT 'cache shared'"], &[("PGLITE_CACHE_DIR", &cache_dir)]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("cache shared"));
+}
