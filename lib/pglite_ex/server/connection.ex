@@ -27,6 +27,8 @@ defmodule PgliteEx.Server.Connection do
     :secret,
     :scram,
     :user,
+    # The instance's connection facts (user, database, SCRAM secret), read once.
+    :info,
     phase: :startup,
     buffer: "",
     open: false,
@@ -135,6 +137,7 @@ defmodule PgliteEx.Server.Connection do
   defp startup(<<@protocol_v3::32, params::binary>>, state) do
     params = params |> :binary.split(<<0>>, [:global]) |> Enum.chunk_every(2, 2, :discard) |> Map.new(&List.to_tuple/1)
     info = PgliteEx.Instance.info(state.instance)
+    state = %{state | info: info}
     user = Map.get(params, "user", "")
     database = Map.get(params, "database", user)
 
@@ -166,7 +169,7 @@ defmodule PgliteEx.Server.Connection do
   ## Authentication and the ready phase
 
   defp handle_messages([{?p, body, _} | rest], %{phase: :sasl_initial} = state) do
-    secret = PgliteEx.Instance.info(state.instance).scram
+    secret = state.info.scram
 
     with {"SCRAM-SHA-256", <<len::signed-32, data::binary>>} when len == byte_size(data) <- Wire.cstring(body),
          {:ok, server_first, exchange} <- Scram.server_first(data, secret) do
@@ -179,7 +182,7 @@ defmodule PgliteEx.Server.Connection do
   end
 
   defp handle_messages([{?p, body, _} | rest], %{phase: :sasl_final} = state) do
-    secret = PgliteEx.Instance.info(state.instance).scram
+    secret = state.info.scram
 
     case Scram.server_final(body, state.scram, secret) do
       {:ok, server_final} ->
