@@ -47,12 +47,6 @@ pub struct Config {
     #[arg(long, env = "PGLITE_CACHE_DIR")]
     pub cache_dir: Option<PathBuf>,
 
-    /// fsync WAL and data files (survives power loss; slower). Off by default: commits
-    /// still reach the operating system before they are acknowledged, so they survive
-    /// a crash or kill -9 of the port.
-    #[arg(long, env = "PGLITE_FSYNC", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
-    pub fsync: bool,
-
     /// PostgreSQL shared_buffers.
     #[arg(long, env = "PGLITE_SHARED_BUFFERS", default_value = "32MB")]
     pub shared_buffers: String,
