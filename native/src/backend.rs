@@ -227,15 +227,8 @@ impl Backend {
         }
         self.x.pq_flush.call(s).context("pgl_pq_flush")?;
         let reply = self.take_output()?;
-        let refused = status != 0 || wire::messages(&reply).any(|(tag, _)| tag == b'E');
-        if refused {
-            let detail = wire::messages(&reply)
-                .filter(|(tag, _)| *tag == b'E')
-                .flat_map(|(_, body)| wire::fields(body))
-                .filter(|(code, _)| *code == b'M')
-                .map(|(_, text)| text)
-                .collect::<Vec<_>>()
-                .join("; ");
+        let refusal = wire::first_error(&reply).or_else(|| (status != 0).then(|| format!("ProcessStartupPacket returned {status}")));
+        if let Some(detail) = refusal {
             bail!("the session was refused: {detail}");
         }
         let updates = self.prepare_session(username).context("prepare the session")?;
@@ -258,9 +251,8 @@ impl Backend {
         self.x.send_ready.call(s).context("PostgresSendReadyForQueryIfNecessary")?;
         self.x.pq_flush.call(s).context("pgl_pq_flush")?;
         let reply = self.take_output()?;
-        if let Some((_, body)) = wire::messages(&reply).find(|(tag, _)| *tag == b'E') {
-            let text = wire::fields(body).into_iter().find(|(c, _)| *c == b'M').map(|(_, m)| m).unwrap_or_default();
-            bail!("{sql}: {text}");
+        if let Some(error) = wire::first_error(&reply) {
+            bail!("{sql}: {error}");
         }
         if !wire::messages(&reply).any(|(tag, _)| tag == b'Z') {
             bail!("{sql}: no ReadyForQuery");

@@ -49,7 +49,7 @@ pub fn run_statements(host: &Host, database: &str, statements: &[String]) -> Res
 fn create_database(host: &Host, database: &str) -> Result<()> {
     let sql = format!("CREATE DATABASE {}", quote_ident(database));
     let reply = run_statements(host, "postgres", &[sql]).context("create the database")?;
-    if let Some(message) = first_error(&reply) {
+    if let Some(message) = wire::first_error(&reply) {
         bail!("could not create database {database:?}: {message}");
     }
     Ok(())
@@ -58,15 +58,6 @@ fn create_database(host: &Host, database: &str) -> Result<()> {
 fn is_missing_database(err: &anyhow::Error, database: &str) -> bool {
     let text = format!("{err:#}");
     text.contains(&format!("database \"{database}\" does not exist"))
-}
-
-/// "ERROR: message (SQLSTATE xxxxx)" of the first ErrorResponse in a reply.
-pub fn first_error(reply: &[u8]) -> Option<String> {
-    wire::messages(reply).find(|(tag, _)| *tag == b'E').map(|(_, body)| {
-        let fields = wire::fields(body);
-        let get = |c: u8| fields.iter().find(|(k, _)| *k == c).map(|(_, v)| v.as_str()).unwrap_or("");
-        format!("{}: {} (SQLSTATE {})", get(b'S'), get(b'M'), get(b'C'))
-    })
 }
 
 pub fn quote_ident(name: &str) -> String {

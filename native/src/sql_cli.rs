@@ -29,9 +29,7 @@ pub fn render(reply: &[u8]) -> (String, bool) {
                 rows.clear();
             }
             b'E' | b'N' => {
-                let fields = wire::fields(body);
-                let get = |c: u8| fields.iter().find(|(k, _)| *k == c).map(|(_, v)| v.as_str()).unwrap_or("");
-                let _ = writeln!(out, "{}:  {} (SQLSTATE {})", get(b'S'), get(b'M'), get(b'C'));
+                let _ = writeln!(out, "{}", wire::describe_error(body));
                 failed |= tag == b'E';
             }
             _ => {}

@@ -83,6 +83,19 @@ pub fn fields(body: &[u8]) -> Vec<(u8, String)> {
         .collect()
 }
 
+/// An ErrorResponse or NoticeResponse body as psql prints it:
+/// `ERROR:  message (SQLSTATE xxxxx)`.
+pub fn describe_error(body: &[u8]) -> String {
+    let fields = fields(body);
+    let get = |code: u8| fields.iter().find(|(k, _)| *k == code).map(|(_, v)| v.as_str()).unwrap_or("");
+    format!("{}:  {} (SQLSTATE {})", get(b'S'), get(b'M'), get(b'C'))
+}
+
+/// The first ErrorResponse of a backend reply, described as by [`describe_error`].
+pub fn first_error(reply: &[u8]) -> Option<String> {
+    messages(reply).find(|(tag, _)| *tag == b'E').map(|(_, body)| describe_error(body))
+}
+
 /// The startup reply with its ParameterStatus values replaced by the later ones in
 /// `updates` (new names go before BackendKeyData).
 pub fn with_parameters(reply: &[u8], updates: &[u8]) -> Vec<u8> {
@@ -206,6 +219,7 @@ mod tests {
         assert_eq!(msgs[0].0, b'E');
         let f = fields(msgs[0].1);
         assert!(f.contains(&(b'C', "08P01".to_string())));
+        assert_eq!(first_error(&stream).as_deref(), Some("ERROR:  bad (SQLSTATE 08P01)"));
         assert_eq!(msgs[1], (b'Z', &b"I"[..]));
     }
 }
