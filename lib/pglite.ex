@@ -33,6 +33,10 @@ defmodule Pglite do
     * `:port_executable` - path of the `pglite-port` binary (default: the one this
       library was compiled with)
     * `:env` - extra environment for the port, e.g. `[{"PGLITE_DEBUG", "2"}]`
+    * `:idle_in_transaction_timeout` - ms a client may hold the shared backend idle (in
+      a transaction, in COPY, mid extended-protocol sequence) while other clients wait;
+      then it is disconnected with FATAL 25P03 and the others go on (default 10_000;
+      `0` = never)
 
   ## Errors
 
@@ -165,8 +169,8 @@ defmodule Pglite do
       {?T, <<_count::16, body::binary>>}, _acc ->
         {:cont, %{columns: column_names(body, []), rows: [], command: nil}}
 
-      {?D, <<_count::16, body::binary>>}, acc ->
-        {:cont, %{acc | rows: [values(body, []) | acc.rows]}}
+      {?D, body}, acc ->
+        {:cont, %{acc | rows: [Wire.data_row(body) | acc.rows]}}
 
       {?C, tag}, acc ->
         {:cont, %{acc | command: String.trim_trailing(tag, <<0>>), rows: Enum.reverse(acc.rows)}}
@@ -186,10 +190,6 @@ defmodule Pglite do
     {name, <<_::binary-size(18), rest::binary>>} = Wire.cstring(body)
     column_names(rest, [name | acc])
   end
-
-  defp values("", acc), do: Enum.reverse(acc)
-  defp values(<<-1::signed-32, rest::binary>>, acc), do: values(rest, [nil | acc])
-  defp values(<<len::32, value::binary-size(len), rest::binary>>, acc), do: values(rest, [value | acc])
 
   @doc """
   Stops the instance: clients are closed, PostgreSQL checkpoints and exits, the socket

@@ -1,28 +1,54 @@
 defmodule PgliteEx do
   @moduledoc """
-  The process that owns one `pglite-port` OS process and shares its single PostgreSQL
-  backend among many clients.
+  The process that owns one `pglite-port` and shares its single PostgreSQL backend
+  among many clients, so that each of them sees what it would see on a server.
 
-  ## Sharing the backend
+  ## Turns
 
   A client holds the backend for a whole unit of work: a simple Query, extended-protocol
   messages up to and including their Sync (an unfinished sequence, such as one waiting
   after Flush, keeps holding), a COPY to its end, and everything while its transaction
   is open (ReadyForQuery `T` or `E`). Other clients wait in arrival order.
 
-  Clients call `submit/3` with whole frontend messages and a note of how many
-  ReadyForQuery replies they will produce; the backend's replies come back as
-  `{:pglite_backend, pid, iodata}` messages. When a client dies, whatever it left
-  (a COPY, an open extended sequence, a transaction, its prepared statements) is ended
-  here before the next client runs.
+  Clients call `submit/3` with whole frontend messages and a note of what they mean;
+  the backend's replies come back as `{:pglite_backend, pid, iodata}` messages.
 
-  If the port exits, every waiting caller gets an error and this process stops with
-  `{:port_exited, status, stderr_tail}`, so its supervisor restarts it.
+  ## Between turns
+
+  Work of the house runs between turns, never inside one:
+
+    * after a turn that may have changed the client's session, its settings, TEMP
+      relations, prepared statements, cursors and channels are captured
+      (`PgliteEx.SessionState`);
+    * before a client's turn, its settings are put in place if the backend has others;
+    * a client that went away has its COPY, extended sequence and transaction ended, its
+      statements closed and its session objects dropped.
+
+  ## Nobody waits for ever
+
+  A client that holds the backend idle (in a transaction, after Flush, in COPY) while
+  others wait is disconnected after `:idle_in_transaction_timeout` ms with FATAL
+  `25P03`, as is one whose own `idle_in_transaction_session_timeout` runs out. A
+  waiting client's `statement_timeout` and `lock_timeout` count the time it waits in
+  line, as they count lock waits on a server.
+
+  ## Notifications
+
+  The backend LISTENs on the union of its clients' channels; a NotificationResponse goes
+  to every client listening on its channel, whoever holds the backend, and carries the
+  notifying client's id as its pid.
+
+  ## Crashes
+
+  If the port dies, every client is closed with FATAL `57P01` and the port is started
+  again after a back-off (50 ms, doubling up to 5 s, reset after 30 s of good service).
+  Only a start-up that cannot succeed (an exit that is not a kill by a signal) stops
+  this process, with that reason.
   """
   use GenServer
   require Logger
 
-  alias PgliteEx.Wire
+  alias PgliteEx.{PortProcess, SessionState, Wire}
 
   @typedoc "What a client says about a payload it submits."
   @type meta :: %{
@@ -30,26 +56,41 @@ defmodule PgliteEx do
           required(:open) => boolean(),
           optional(:prepared) => [String.t()],
           optional(:closed) => [String.t()],
-          optional(:deferrable) => boolean()
+          optional(:deferrable) => boolean(),
+          optional(:session) => boolean(),
+          optional(:listen) => list(),
+          optional(:cancellable) => boolean()
         }
 
-  @stop_timeout 15_000
+  @typedoc "How `submit/3` ends for a payload that was not run."
+  @type refusal :: {:canceled, String.t(), String.t()} | {:error, {:fatal, String.t(), String.t()}}
+
+  @backoff_ms [50, 100, 200, 500, 1_000, 2_000, 5_000]
+  @stable_ms 30_000
+  # A barrier's expected count until its marker row is seen.
+  @unbounded 1_000_000
 
   defstruct [
-    :port,
-    :os_pid,
-    :stderr_path,
-    :data_dir,
-    buffer: "",
+    :process,
+    :opts,
+    :up_since,
+    # The backend's ParameterStatus values at start-up, for new clients.
     parameters: [],
+    buffer: "",
     status: ?I,
     expected: 0,
     open: false,
     in_copy: false,
+    # nil | :down | {:client, pid} | {:chore, chore, replies}
     holder: nil,
     queue: :queue.new(),
+    chores: [],
     clients: %{},
-    next_id: 1
+    next_id: 1,
+    # The settings the backend's session has now (:unknown after a failed restore).
+    applied: %{},
+    idle_timer: nil,
+    restarts: 0
   ]
 
   ## API
@@ -57,20 +98,27 @@ defmodule PgliteEx do
   @doc """
   Starts the port and waits for its ready frame. Options: `:executable` (path of
   pglite-port), `:env` (list of `{name, value}`), `:timeout`, `:run_dir` (where the
-  port's stderr is kept), `:data_dir` (for error messages), `:name`.
+  port's stderr is kept), `:idle_in_transaction_timeout` (ms, 0 = never), `:name`.
   """
   @spec start_link(keyword()) :: GenServer.on_start()
   def start_link(opts) do
     GenServer.start_link(__MODULE__, opts, Keyword.take(opts, [:name]) ++ [timeout: opts[:timeout] + 5_000])
   end
 
-  @doc "Registers the calling client; returns its id and the server's parameters."
-  @spec register(GenServer.server()) :: {:ok, pos_integer(), [{String.t(), String.t()}]}
-  def register(server), do: GenServer.call(server, :register)
+  @doc """
+  Registers the calling client with its cancel secret and the settings of its
+  StartupMessage. Returns its id (the pid of its BackendKeyData) and the ParameterStatus
+  values to report.
+  """
+  @spec register(GenServer.server(), non_neg_integer(), SessionState.settings()) ::
+          {:ok, pos_integer(), [{String.t(), String.t()}]}
+  def register(server, secret, settings), do: GenServer.call(server, {:register, secret, settings})
 
   @doc """
   Sends whole frontend messages to the backend once the caller holds it (waiting in
-  line if needed). Returns when the payload has been written to the port.
+  line if needed). Returns when the payload has been written to the port, or with a
+  refusal when it was not run: canceled while waiting (answer the client with that
+  error and ReadyForQuery), or the client must be disconnected with that FATAL error.
 
   A `deferrable` payload (only Parse messages and a Sync) is not queued while another
   client holds the backend: the answer is `:deferred`, and the caller acknowledges the
@@ -78,18 +126,22 @@ defmodule PgliteEx do
   synchronously on a thread that also serves other connections, one of which may hold
   the backend in a transaction; waiting there would deadlock.
   """
-  @spec submit(GenServer.server(), iodata(), meta()) :: :ok | :deferred | {:error, term()}
+  @spec submit(GenServer.server(), iodata(), meta()) :: :ok | :deferred | refusal() | {:error, term()}
   def submit(server, payload, meta), do: GenServer.call(server, {:submit, payload, meta}, :infinity)
 
+  @doc "A CancelRequest: cancels what client `id` runs or waits for, if `secret` matches."
+  @spec cancel(GenServer.server(), non_neg_integer(), non_neg_integer()) :: :ok
+  def cancel(server, id, secret), do: GenServer.cast(server, {:cancel, id, secret})
+
   @doc """
-  Runs `sql` as one simple query in its own turn. A transaction it leaves open is
-  rolled back. Returns the backend's messages up to ReadyForQuery.
+  Runs `sql` as one simple query in its own turn, with default settings. A transaction
+  it leaves open is rolled back. Returns the backend's messages up to ReadyForQuery.
   """
   @spec simple_query(GenServer.server(), String.t(), timeout()) :: {:ok, [{byte(), binary()}]} | {:error, term()}
   def simple_query(server, sql, timeout), do: GenServer.call(server, {:query, sql}, timeout)
 
-  @doc "The OS pid of the port process."
-  @spec os_pid(GenServer.server()) :: non_neg_integer()
+  @doc "The OS pid of the port process (nil while it restarts)."
+  @spec os_pid(GenServer.server()) :: non_neg_integer() | nil
   def os_pid(server), do: GenServer.call(server, :os_pid)
 
   ## Start-up
@@ -97,105 +149,133 @@ defmodule PgliteEx do
   @impl true
   def init(opts) do
     Process.flag(:trap_exit, true)
-    stderr_path = Path.join(opts[:run_dir], "port-#{System.unique_integer([:positive])}.log")
-    File.write!(stderr_path, "")
 
-    # sh only redirects stderr to a file (stdout carries frames), then becomes the port.
-    port =
-      Port.open({:spawn_executable, "/bin/sh"}, [
-        :binary,
-        {:packet, 4},
-        :exit_status,
-        args: ["-c", ~s(exec "$0" 2>>"$1"), opts[:executable], stderr_path],
-        env: Enum.map(opts[:env], fn {k, v} -> {String.to_charlist(k), String.to_charlist(v)} end)
-      ])
-
-    {:os_pid, os_pid} = Port.info(port, :os_pid)
-    state = %__MODULE__{port: port, os_pid: os_pid, stderr_path: stderr_path, data_dir: opts[:data_dir]}
-
-    receive do
-      {^port, {:data, frame}} ->
-        {:ok, messages, ""} = Wire.split(frame)
-        params = for {?S, body, _} <- messages, do: body |> :binary.split(<<0>>, [:global]) |> Enum.take(2) |> List.to_tuple()
-        {:ok, %{state | parameters: params}}
-
-      {^port, {:exit_status, status}} ->
-        {:stop, startup_error(status, stderr_tail(state))}
-    after
-      opts[:timeout] ->
-        System.cmd("kill", ["-9", Integer.to_string(os_pid)], stderr_to_stdout: true)
-        {:stop, :startup_timeout}
+    case PortProcess.open(opts) do
+      {:ok, process} -> {:ok, %__MODULE__{process: process, parameters: process.parameters, opts: opts, up_since: now()}}
+      {:error, reason} -> {:stop, reason}
     end
   end
-
-  defp startup_error(4, tail) do
-    case Regex.run(~r/data directory (.+) is in use/, tail) do
-      [_, path] -> {:data_dir_in_use, path}
-      _ -> {:port_exited, 4, tail}
-    end
-  end
-
-  defp startup_error(status, tail), do: {:port_exited, status, tail}
 
   ## Calls
 
   @impl true
-  def handle_call(:register, {pid, _}, state) do
+  def handle_call({:register, secret, settings}, {pid, _}, state) do
     id = state.next_id
-    client = %{id: id, ref: Process.monitor(pid), statements: MapSet.new()}
-    {:reply, {:ok, id, state.parameters}, %{state | clients: Map.put(state.clients, pid, client), next_id: id + 1}}
+
+    client = %{
+      id: id,
+      ref: Process.monitor(pid),
+      secret: secret,
+      statements: MapSet.new(),
+      settings: settings,
+      dirty: false,
+      objects: MapSet.new(),
+      channels: MapSet.new()
+    }
+
+    state = %{state | clients: Map.put(state.clients, pid, client), next_id: id + 1}
+    {:reply, {:ok, id, reported(state, settings)}, state}
   end
 
-  def handle_call(:os_pid, _from, state), do: {:reply, state.os_pid, state}
+  def handle_call(:os_pid, _from, state), do: {:reply, state.process && state.process.os_pid, state}
 
   def handle_call({:submit, payload, meta}, {pid, _} = from, state) do
-    state = note_statements(state, pid, meta)
+    state = note_submit(state, pid, meta)
 
     cond do
       state.holder == {:client, pid} ->
-        {:reply, :ok, write(state, payload, meta)}
+        {:reply, :ok, write(state, payload, meta) |> arm_idle_timer()}
 
-      state.holder == nil and :queue.is_empty(state.queue) ->
-        {:reply, :ok, write(%{state | holder: {:client, pid}}, payload, meta)}
-
-      Map.get(meta, :deferrable, false) ->
+      Map.get(meta, :deferrable, false) and not (state.holder == nil and :queue.is_empty(state.queue)) ->
         {:reply, :deferred, state}
 
       true ->
-        {:noreply, enqueue(state, {:submit, from, payload, meta})}
+        item = {:submit, from, payload, meta, wait_timer(state, pid, from)}
+        {:noreply, state |> enqueue(item) |> next() |> arm_idle_timer()}
     end
   end
 
   def handle_call({:query, sql}, from, state) do
-    state = enqueue(state, {:query, from, sql})
-    {:noreply, if(state.holder == nil, do: next(state), else: state)}
+    {:noreply, state |> enqueue({:query, from, sql}) |> next() |> arm_idle_timer()}
+  end
+
+  @impl true
+  def handle_cast({:cancel, id, secret}, state) do
+    case Enum.find(state.clients, fn {_pid, c} -> c.id == id and c.secret == secret end) do
+      {pid, _} -> {:noreply, cancel_client(state, pid, "57014", "canceling statement due to user request")}
+      nil -> {:noreply, state}
+    end
   end
 
   ## Port output
 
   @impl true
-  def handle_info({port, {:data, frame}}, %{port: port} = state) do
+  def handle_info({port, {:data, frame}}, %{process: %{port: port}} = state) do
     {:ok, messages, rest} = Wire.split(state.buffer <> frame)
+    {notifications, messages} = Enum.split_with(messages, &match?({?A, _, _}, &1))
     state = Enum.reduce(messages, %{state | buffer: rest}, &track/2)
+    notify(state, notifications)
     state = deliver(state, messages)
-    {:noreply, maybe_release(state)}
+    {:noreply, state |> maybe_release() |> arm_idle_timer()}
   end
 
-  def handle_info({port, {:exit_status, status}}, %{port: port} = state) do
-    tail = stderr_tail(state)
-    Logger.error("pglite-port exited with status #{status}: #{tail}")
-    fail_everyone(state, {:port_exited, status})
-    {:stop, {:port_exited, status, tail}, %{state | port: nil}}
+  def handle_info({port, {:exit_status, status}}, %{process: %{port: port}} = state) do
+    tail = PortProcess.stderr_tail(state.process)
+    PortProcess.discard(state.process)
+    restarts = if now() - state.up_since > @stable_ms, do: 0, else: state.restarts
+    delay = Enum.at(@backoff_ms, restarts, List.last(@backoff_ms))
+    Logger.error("pglite-port exited with status #{status}; restarting it in #{delay} ms. Its last words:\n#{tail}")
+    reason = "the PostgreSQL backend exited (status #{status}) and is restarting"
+    state = fail_everyone(state, reason)
+    Process.send_after(self(), :restart, delay)
+    {:noreply, %{state | process: nil, holder: :down, restarts: restarts + 1}}
+  end
+
+  def handle_info(:restart, %{holder: :down} = state) do
+    case PortProcess.open(state.opts) do
+      {:ok, process} ->
+        Logger.info("pglite-port is back (restart #{state.restarts})")
+        state = %{state | process: process, parameters: process.parameters, holder: nil, up_since: now()}
+        {:noreply, state |> next() |> arm_idle_timer()}
+
+      {:error, {:port_exited, status, _}} when status >= 128 ->
+        delay = Enum.at(@backoff_ms, state.restarts, List.last(@backoff_ms))
+        Logger.error("pglite-port was killed while starting (status #{status}); trying again in #{delay} ms")
+        Process.send_after(self(), :restart, delay)
+        {:noreply, %{state | restarts: state.restarts + 1}}
+
+      {:error, reason} ->
+        Logger.error("pglite-port cannot start again: #{inspect(reason)}")
+        {:stop, reason, state}
+    end
   end
 
   def handle_info({:DOWN, ref, :process, pid, _reason}, state) do
     case Map.pop(state.clients, pid) do
-      {%{ref: ^ref} = client, clients} -> {:noreply, client_gone(%{state | clients: clients}, pid, client)}
+      {%{ref: ^ref} = client, clients} -> {:noreply, %{state | clients: clients} |> client_gone(pid, client) |> arm_idle_timer()}
       _ -> {:noreply, state}
     end
   end
 
-  def handle_info({:EXIT, port, _reason}, %{port: port} = state), do: {:noreply, state}
+  def handle_info({:idle_timeout, ref}, %{idle_timer: {ref, pid, _}} = state) do
+    {code, message} =
+      cond do
+        state.in_copy -> {"25P03", "terminating connection due to idle timeout in COPY while other clients wait"}
+        state.status in [?T, ?E] -> {"25P03", "terminating connection due to idle-in-transaction timeout"}
+        true -> {"25P03", "terminating connection due to idle timeout in an unfinished extended-protocol sequence"}
+      end
+
+    Logger.warning("client #{state.clients[pid].id} held the backend idle too long: #{message}")
+    {:noreply, %{state | idle_timer: nil} |> kick(pid, code, message) |> arm_idle_timer()}
+  end
+
+  def handle_info({:idle_timeout, _stale}, state), do: {:noreply, state}
+
+  def handle_info({:wait_timeout, from, code, message}, state) do
+    {:noreply, state |> refuse_waiting(from, {:canceled, code, message}) |> arm_idle_timer()}
+  end
+
+  def handle_info({:EXIT, port, _reason}, state) when is_port(port), do: {:noreply, state}
   def handle_info({:EXIT, _pid, reason}, state), do: {:stop, reason, state}
   def handle_info(_other, state), do: {:noreply, state}
 
@@ -204,6 +284,12 @@ defmodule PgliteEx do
     do: %{state | status: status, expected: max(state.expected - 1, 0), in_copy: false}
 
   defp track({?G, _, _}, state), do: %{state | in_copy: true}
+
+  defp track({?D, body, _}, %{holder: {:chore, {:barrier, token}, _}} = state) do
+    if Wire.data_row(body) == [token], do: %{state | expected: 1}, else: state
+  end
+
+  defp track({?S, _, _}, %{holder: {:client, pid}} = state), do: update_client(state, pid, &%{&1 | dirty: true})
   defp track(_message, state), do: state
 
   defp deliver(state, []), do: state
@@ -213,170 +299,395 @@ defmodule PgliteEx do
     state
   end
 
-  defp deliver(%{holder: {:query, from, acc}} = state, messages) do
-    %{state | holder: {:query, from, acc ++ Enum.map(messages, fn {tag, body, _} -> {tag, body} end)}}
+  defp deliver(%{holder: {:chore, chore, acc}} = state, messages) do
+    %{state | holder: {:chore, chore, [acc, Enum.map(messages, fn {tag, body, _} -> {tag, body} end)]}}
   end
 
   defp deliver(state, _messages), do: state
 
-  # Hand the backend on once its holder has nothing left in flight.
-  defp maybe_release(%{expected: 0} = state) do
-    case state.holder do
-      {:client, _} when state.open or state.status != ?I ->
-        state
+  # NotificationResponse: to every client listening on the channel, with the notifying
+  # client's id as the pid.
+  defp notify(_state, []), do: :ok
 
-      {:client, _} ->
-        next(%{state | holder: nil})
+  defp notify(state, notifications) do
+    notifier =
+      case state.holder do
+        {:client, pid} -> state.clients[pid][:id] || 0
+        _ -> 0
+      end
 
-      {:query, from, acc} when state.status != ?I ->
-        # A one-shot query must not leave its transaction to the next client.
-        write(%{state | holder: {:rollback, from, acc}}, Wire.query("ROLLBACK"), %{rfq: 1, open: false})
+    for {?A, <<_pid::32, rest::binary>>, _} <- notifications do
+      {channel, _payload} = Wire.cstring(rest)
+      message = Wire.message(?A, [<<notifier::32>>, rest])
 
-      {:query, from, acc} ->
-        GenServer.reply(from, {:ok, acc})
-        next(%{state | holder: nil})
-
-      {:rollback, from, acc} ->
-        GenServer.reply(from, {:ok, acc})
-        next(%{state | holder: nil})
-
-      {:cleanup, _, _} ->
-        cleanup(state)
-
-      nil ->
-        state
+      for {pid, client} <- state.clients, MapSet.member?(client.channels, channel),
+          do: send(pid, {:pglite_backend, self(), [message]})
     end
+
+    :ok
+  end
+
+  # Hand the backend on once its holder has nothing left in flight.
+  defp maybe_release(%{expected: 0, holder: {:client, pid}} = state) do
+    cond do
+      state.open or state.status != ?I or state.in_copy ->
+        state
+
+      match?(%{^pid => %{dirty: true}}, state.clients) ->
+        state = update_client(state, pid, &%{&1 | dirty: false})
+        next(%{state | holder: nil, chores: [{:capture, pid} | state.chores]})
+
+      true ->
+        next(%{state | holder: nil})
+    end
+  end
+
+  defp maybe_release(%{expected: 0, holder: {:chore, chore, acc}} = state) do
+    messages = List.flatten(acc)
+    chore_done(%{state | holder: nil}, chore, messages) |> next()
   end
 
   defp maybe_release(state), do: state
 
-  ## The line of waiting clients
+  ## The line of waiting clients, and the chores that go before them
 
   defp enqueue(state, item), do: %{state | queue: :queue.in(item, state.queue)}
+
+  defp next(%{holder: nil, chores: [chore | chores]} = state), do: run_chore(%{state | chores: chores}, chore)
 
   defp next(%{holder: nil} = state) do
     case :queue.out(state.queue) do
       {:empty, _} ->
         state
 
-      {{:value, {:submit, {pid, _} = from, payload, meta}}, queue} ->
-        GenServer.reply(from, :ok)
-        write(%{state | queue: queue, holder: {:client, pid}}, payload, meta)
+      {{:value, {:submit, {pid, _} = from, payload, meta, timer} = item}, queue} ->
+        settings = state.clients[pid][:settings] || %{}
 
-      {{:value, {:query, from, sql}}, queue} ->
-        write(%{state | queue: queue, holder: {:query, from, []}}, Wire.query(sql), %{rfq: 1, open: false})
+        if settings == state.applied do
+          cancel_timer(timer)
+          GenServer.reply(from, :ok)
+          write(%{state | queue: queue, holder: {:client, pid}}, payload, meta)
+        else
+          run_chore(%{state | queue: :queue.in_r(item, queue)}, {:apply, settings, pid})
+        end
 
-      {{:value, {:cleanup, statements}}, queue} ->
-        cleanup(%{state | queue: queue, holder: {:cleanup, statements, :sync}})
+      {{:value, {:query, from, sql} = item}, queue} ->
+        if state.applied == %{} do
+          run_chore(%{state | queue: queue}, {:query, from, sql})
+        else
+          run_chore(%{state | queue: :queue.in_r(item, queue)}, {:apply, %{}, nil})
+        end
     end
   end
 
+  defp next(state), do: state
+
   defp write(state, payload, meta) do
-    Port.command(state.port, payload)
+    Port.command(state.process.port, payload)
     %{state | expected: state.expected + meta.rfq, open: meta.open}
   end
 
-  defp note_statements(state, pid, meta) do
+  # A chore with nothing to send is done at once.
+  defp run_chore(state, chore) do
+    case chore_payload(chore, state) do
+      nil -> state |> chore_done(chore, []) |> next()
+      {payload, rfq} -> write(%{state | holder: {:chore, chore, []}}, payload, %{rfq: rfq, open: false})
+    end
+  end
+
+  defp chore_payload({:apply, settings, _}, _state), do: {Wire.query(SessionState.restore_sql(settings)), 1}
+  defp chore_payload({:capture, _}, _state), do: {Wire.query(SessionState.capture_sql()), 1}
+  defp chore_payload({:query, _, sql}, _state), do: {Wire.query(sql), 1}
+  defp chore_payload({:sql, nil}, _state), do: nil
+  defp chore_payload({:sql, sql}, _state), do: {Wire.query(sql), 1}
+  defp chore_payload(:rollback, %{status: ?I}), do: nil
+  defp chore_payload(:rollback, _state), do: {Wire.query("ROLLBACK"), 1}
+  defp chore_payload({:reply, _, _}, _state), do: nil
+
+  defp chore_payload({:close, statements}, _state) do
+    if MapSet.size(statements) == 0,
+      do: nil,
+      else: {[Enum.map(statements, &Wire.message(?C, [?S, &1, 0])), Wire.sync()], 1}
+  end
+
+  # Whatever a vanished client left running (COPY IN, an extended sequence) ends here:
+  # CopyFail and Sync are harmless when there is nothing to end, and the marker row
+  # says when every reply to them has come.
+  defp chore_payload({:barrier, token}, _state) do
+    {[Wire.message(?f, ["client went away", 0]), Wire.sync(), Wire.query("SELECT '#{token}'")], @unbounded}
+  end
+
+  defp chore_done(state, {:apply, settings, pid}, messages) do
+    case Enum.find(messages, &match?({?E, _}, &1)) do
+      nil ->
+        %{state | applied: settings}
+
+      {?E, body} ->
+        fields = Wire.fields(body)
+        state = %{state | applied: :unknown}
+        if pid, do: kick(state, pid, fields[?C] || "22023", fields[?M] || "invalid setting"), else: state
+    end
+  end
+
+  defp chore_done(state, {:capture, pid}, messages) do
+    found = SessionState.parse_capture(messages)
+    owned = Enum.reduce(state.clients, MapSet.new(), fn {_, c}, acc -> MapSet.union(acc, c.objects) end)
+
+    state =
+      state
+      |> Map.update!(:clients, fn clients ->
+        Map.new(clients, fn {p, c} -> {p, %{c | objects: MapSet.intersection(c.objects, found.objects)}} end)
+      end)
+      |> update_client(pid, fn c ->
+        new = MapSet.difference(found.objects, owned)
+        %{c | settings: found.settings, objects: MapSet.union(c.objects, new)}
+      end)
+
+    # Keep the backend listening on exactly what its clients listen on.
+    wanted = Enum.reduce(state.clients, MapSet.new(), fn {_, c}, acc -> MapSet.union(acc, c.channels) end)
+
+    chores = [
+      {:sql, SessionState.listen_sql(:listen, MapSet.difference(wanted, found.channels))},
+      {:sql, SessionState.listen_sql(:unlisten, MapSet.difference(found.channels, wanted))}
+    ]
+
+    %{state | applied: found.settings, chores: chores ++ state.chores}
+  end
+
+  # A one-shot query must not leave its transaction, nor its settings, to the next client.
+  defp chore_done(state, {:query, from, sql}, messages) do
+    state = if SessionState.may_change_sql?(sql), do: %{state | applied: :unknown}, else: state
+    %{state | chores: [:rollback, {:reply, from, messages} | state.chores]}
+  end
+
+  defp chore_done(state, {:reply, from, messages}, _) do
+    GenServer.reply(from, {:ok, messages})
+    state
+  end
+
+  defp chore_done(state, {:sql, sql}, messages) do
+    for {?E, body} <- messages, do: Logger.warning("#{sql}: #{Wire.fields(body)[?M]}")
+    state
+  end
+
+  defp chore_done(state, _chore, _messages), do: state
+
+  ## Clients
+
+  defp note_submit(state, pid, meta) do
+    update_client(state, pid, fn client ->
+      statements =
+        client.statements
+        |> MapSet.union(MapSet.new(Map.get(meta, :prepared, [])))
+        |> MapSet.difference(MapSet.new(Map.get(meta, :closed, [])))
+
+      %{
+        client
+        | statements: statements,
+          dirty: client.dirty or Map.get(meta, :session, false),
+          channels: SessionState.apply_listen_ops(client.channels, Map.get(meta, :listen, []))
+      }
+    end)
+  end
+
+  defp update_client(state, pid, fun) do
     case state.clients do
-      %{^pid => client} ->
-        statements =
-          client.statements
-          |> MapSet.union(MapSet.new(Map.get(meta, :prepared, [])))
-          |> MapSet.difference(MapSet.new(Map.get(meta, :closed, [])))
+      %{^pid => client} -> %{state | clients: Map.put(state.clients, pid, fun.(client))}
+      _ -> state
+    end
+  end
 
-        %{state | clients: Map.put(state.clients, pid, %{client | statements: statements})}
+  # ParameterStatus values for a new client: the backend's, with the settings it asked for.
+  defp reported(state, settings) do
+    lowered = Map.new(settings, fn {k, v} -> {String.downcase(k), v} end)
+    Enum.map(state.parameters, fn {k, v} -> {k, Map.get(lowered, String.downcase(k), v)} end)
+  end
 
-      _ ->
+  defp cancel_client(%{holder: {:client, pid}, expected: n} = state, pid, _code, _message) when n > 0 do
+    PortProcess.cancel(state.process)
+    state
+  end
+
+  defp cancel_client(state, pid, code, message) do
+    case Enum.find(:queue.to_list(state.queue), &match?({:submit, {^pid, _}, _, _, _}, &1)) do
+      {:submit, from, _, _, _} -> refuse_waiting(state, from, {:canceled, code, message})
+      nil -> state
+    end
+  end
+
+  # Takes a waiting payload out of the line and answers it with `refusal`; only a
+  # payload that makes exactly one reply can be answered for the backend.
+  defp refuse_waiting(state, from, refusal) do
+    {mine, rest} = state.queue |> :queue.to_list() |> Enum.split_with(&match?({:submit, ^from, _, _, _}, &1))
+
+    with [{:submit, _, _, meta, timer}] <- mine,
+         true <- elem(refusal, 0) == :error or Map.get(meta, :cancellable, false) do
+      cancel_timer(timer)
+      GenServer.reply(from, refusal)
+      %{state | queue: :queue.from_list(rest)}
+    else
+      _ -> state
+    end
+  end
+
+  # A waiting client's statement_timeout and lock_timeout count its time in line.
+  defp wait_timer(state, pid, from) do
+    settings = state.clients[pid][:settings] || %{}
+
+    [{"statement_timeout", "57014", "canceling statement due to statement timeout"}, {"lock_timeout", "55P03", "canceling statement due to lock timeout"}]
+    |> Enum.map(fn {name, code, message} -> {ms(settings[name]), code, message} end)
+    |> Enum.filter(fn {ms, _, _} -> ms > 0 end)
+    |> Enum.min_by(fn {ms, _, _} -> ms end, fn -> nil end)
+    |> case do
+      nil -> nil
+      {ms, code, message} -> Process.send_after(self(), {:wait_timeout, from, code, message}, ms)
+    end
+  end
+
+  defp ms(nil), do: 0
+
+  defp ms(text) do
+    case Integer.parse(text) do
+      {n, ""} -> n
+      _ -> 0
+    end
+  end
+
+  defp cancel_timer(nil), do: :ok
+  defp cancel_timer(ref), do: Process.cancel_timer(ref) && :ok
+
+  # The idle timer runs while the holder keeps the backend without anything in flight:
+  # always under its own idle_in_transaction_session_timeout, and under the instance's
+  # timeout while someone else waits.
+  defp arm_idle_timer(state) do
+    wanted =
+      case state.holder do
+        {:client, pid} when state.expected == 0 ->
+          own = if state.status in [?T, ?E], do: ms(state.clients[pid][:settings]["idle_in_transaction_session_timeout"]), else: 0
+          instance = if :queue.is_empty(state.queue), do: 0, else: state.opts[:idle_in_transaction_timeout] || 0
+
+          case Enum.filter([own, instance], &(&1 > 0)) do
+            [] -> nil
+            timeouts -> {pid, Enum.min(timeouts)}
+          end
+
+        _ ->
+          nil
+      end
+
+    case {state.idle_timer, wanted} do
+      {{_ref, pid, ms}, {pid, ms}} ->
         state
+
+      {old, nil} ->
+        if old, do: Process.cancel_timer(elem(old, 0))
+        %{state | idle_timer: nil}
+
+      {old, {pid, ms}} ->
+        if old, do: Process.cancel_timer(elem(old, 0))
+        ref = make_ref()
+        Process.send_after(self(), {:idle_timeout, ref}, ms)
+        %{state | idle_timer: {ref, pid, ms}}
+    end
+  end
+
+  # Disconnects a client with a FATAL error and cleans up after it at once.
+  defp kick(state, pid, code, message) do
+    case Map.pop(state.clients, pid) do
+      {nil, _} ->
+        state
+
+      {client, clients} ->
+        Process.demonitor(client.ref, [:flush])
+        send(pid, {:pglite_kick, self(), code, message})
+        state = %{state | clients: clients}
+
+        state =
+          Enum.reduce(:queue.to_list(state.queue), state, fn
+            {:submit, {^pid, _} = from, _, _, _}, acc -> refuse_waiting(acc, from, {:error, {:fatal, code, message}})
+            _, acc -> acc
+          end)
+
+        client_gone(state, pid, client)
     end
   end
 
   ## A client that went away
 
   defp client_gone(state, pid, client) do
-    queue = :queue.filter(fn item -> not match?({:submit, {^pid, _}, _, _}, item) end, state.queue)
+    queue = :queue.filter(fn item -> not match?({:submit, {^pid, _}, _, _, _}, item) end, state.queue)
     state = %{state | queue: queue}
+    leftovers = [{:sql, SessionState.drop_sql(client.objects)} | relisten(state, client)]
 
-    cond do
-      state.holder == {:client, pid} ->
-        # End a COPY IN first: the backend waits for its data otherwise.
-        state = if state.in_copy, do: write(state, Wire.message(?f, ["client went away", 0]), %{rfq: 0, open: true}), else: state
-        state = %{state | holder: {:cleanup, client.statements, :sync}}
-        if state.expected == 0, do: cleanup(state), else: state
-
-      MapSet.size(client.statements) > 0 ->
-        state = enqueue(state, {:cleanup, client.statements})
-        if state.holder == nil, do: next(state), else: state
-
-      true ->
-        state
-    end
-  end
-
-  # Called whenever no reply is owed: Sync, then ROLLBACK if needed, then close the
-  # client's statements, then the next client.
-  defp cleanup(%{holder: {:cleanup, statements, :sync}} = state) do
-    write(%{state | holder: {:cleanup, statements, :rollback}}, Wire.sync(), %{rfq: 1, open: false})
-  end
-
-  defp cleanup(%{holder: {:cleanup, statements, :rollback}} = state) do
-    state = %{state | holder: {:cleanup, statements, :close}}
-    if state.status == ?I, do: cleanup(state), else: write(state, Wire.query("ROLLBACK"), %{rfq: 1, open: false})
-  end
-
-  defp cleanup(%{holder: {:cleanup, statements, :close}} = state) do
-    state = %{state | holder: {:cleanup, statements, :done}}
-
-    if MapSet.size(statements) == 0 do
-      cleanup(state)
+    if state.holder == {:client, pid} do
+      token = "pglite-barrier-#{System.unique_integer([:positive])}"
+      chores = [{:barrier, token}, :rollback, {:close, client.statements} | leftovers]
+      state = %{state | holder: nil, chores: chores ++ state.chores, expected: 0, open: false}
+      # Replies still owed to the vanished client arrive before the barrier's and are dropped.
+      next(state)
     else
-      closes = Enum.map(statements, &Wire.message(?C, [?S, &1, 0]))
-      write(state, [closes, Wire.sync()], %{rfq: 1, open: false})
+      chores = [{:close, client.statements} | leftovers]
+      next(%{state | chores: state.chores ++ chores})
     end
   end
 
-  defp cleanup(%{holder: {:cleanup, _, :done}} = state), do: next(%{state | holder: nil})
+  # A departing client's channels that nobody else wants are unlistened.
+  defp relisten(state, client) do
+    others = Enum.reduce(state.clients, MapSet.new(), fn {_, c}, acc -> MapSet.union(acc, c.channels) end)
+    [{:sql, SessionState.listen_sql(:unlisten, MapSet.difference(client.channels, others))}]
+  end
 
   ## Failure and shutdown
 
   defp fail_everyone(state, reason) do
-    for {:submit, from, _, _} <- :queue.to_list(state.queue), do: GenServer.reply(from, {:error, reason})
+    for item <- :queue.to_list(state.queue) do
+      case item do
+        {:submit, from, _, _, timer} ->
+          cancel_timer(timer)
+          GenServer.reply(from, {:error, {:fatal, "57P01", "terminating connection because #{reason}"}})
 
-    for {:query, from, _} <- :queue.to_list(state.queue), do: GenServer.reply(from, {:error, reason})
+        {:query, from, _} ->
+          GenServer.reply(from, {:error, {:backend_down, reason}})
+      end
+    end
 
     case state.holder do
-      {:query, from, _} -> GenServer.reply(from, {:error, reason})
-      {:rollback, from, _} -> GenServer.reply(from, {:error, reason})
+      {:chore, {:query, from, _}, _} -> GenServer.reply(from, {:error, {:backend_down, reason}})
       _ -> :ok
     end
 
-    for {pid, _} <- state.clients, do: send(pid, {:pglite_down, self(), reason})
+    for {:reply, from, _} <- state.chores, do: GenServer.reply(from, {:error, {:backend_down, reason}})
+
+    for {pid, client} <- state.clients do
+      Process.demonitor(client.ref, [:flush])
+      send(pid, {:pglite_down, self(), reason})
+    end
+
+    if state.idle_timer, do: Process.cancel_timer(elem(state.idle_timer, 0))
+
+    %{
+      state
+      | queue: :queue.new(),
+        chores: [],
+        clients: %{},
+        buffer: "",
+        status: ?I,
+        expected: 0,
+        open: false,
+        in_copy: false,
+        applied: %{},
+        idle_timer: nil
+    }
   end
 
   @impl true
-  def terminate(_reason, %{port: nil}), do: :ok
+  def terminate(_reason, %{process: nil}), do: :ok
 
   def terminate(_reason, state) do
     # Terminate makes the port checkpoint and exit 0: committed data is on disk.
-    fail_everyone(state, :shutdown)
-    Port.command(state.port, Wire.terminate())
-
-    receive do
-      {port, {:exit_status, _}} when port == state.port -> :ok
-    after
-      @stop_timeout ->
-        Logger.error("pglite-port did not stop in time; killing it")
-        System.cmd("kill", ["-9", Integer.to_string(state.os_pid)], stderr_to_stdout: true)
-    end
-
-    File.rm(state.stderr_path)
-    :ok
+    fail_everyone(state, "the instance is shutting down")
+    PortProcess.stop(state.process)
   end
 
-  defp stderr_tail(state) do
-    case File.read(state.stderr_path) do
-      {:ok, text} -> text |> String.split("\n", trim: true) |> Enum.take(-20) |> Enum.join("\n")
-      _ -> ""
-    end
-  end
+  defp now, do: System.monotonic_time(:millisecond)
 end

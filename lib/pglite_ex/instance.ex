@@ -9,8 +9,9 @@ defmodule PgliteEx.Instance do
       ├── Listener {:unix, path}        .s.PGSQL.<port> in a private directory
       └── Listener {:tcp, port}         127.0.0.1, when `tcp_port` is set
 
-  When the port dies, its clients are closed with an error and `PgliteEx` is restarted;
-  the sockets stay where they are, so new clients simply reconnect.
+  When the port dies, its clients are closed with an error and `PgliteEx` starts it
+  again (with back-off); the sockets stay where they are, so new clients simply
+  reconnect.
   """
   use Supervisor
 
@@ -32,6 +33,7 @@ defmodule PgliteEx.Instance do
       env: port_env(opts),
       timeout: opts.timeout,
       run_dir: socket_dir,
+      idle_in_transaction_timeout: opts.idle_in_transaction_timeout,
       data_dir: opts.data_dir && Path.expand(opts.data_dir)
     ]
 

@@ -19,7 +19,8 @@ defmodule PgliteEx.Options do
           port_executable: String.t() | nil,
           socket_dir: String.t() | nil,
           port: 1..65535,
-          env: [{String.t(), String.t()}]
+          env: [{String.t(), String.t()}],
+          idle_in_transaction_timeout: non_neg_integer()
         }
 
   @defaults %{
@@ -34,7 +35,8 @@ defmodule PgliteEx.Options do
     port_executable: nil,
     socket_dir: nil,
     port: 5432,
-    env: []
+    env: [],
+    idle_in_transaction_timeout: 10_000
   }
 
   @doc "The option names `Pglite.start_link/1` accepts."
@@ -89,6 +91,7 @@ defmodule PgliteEx.Options do
   defp check(:data_dir, nil), do: :ok
   defp check(:memory, v) when is_boolean(v), do: :ok
   defp check(:timeout, v) when is_integer(v) and v > 0, do: :ok
+  defp check(:idle_in_transaction_timeout, v) when is_integer(v) and v >= 0, do: :ok
   defp check(:name, nil), do: :ok
   defp check(:name, v) when is_atom(v), do: :ok
   defp check(:name, {:global, _}), do: :ok

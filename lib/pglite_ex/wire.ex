@@ -72,6 +72,14 @@ defmodule PgliteEx.Wire do
     |> Map.new(fn <<code, text::binary>> -> {code, text} end)
   end
 
+  @doc "The values of a DataRow body (text format): binaries, nil for NULL."
+  @spec data_row(binary()) :: [binary() | nil]
+  def data_row(<<_count::16, values::binary>>), do: values(values, [])
+
+  defp values("", acc), do: Enum.reverse(acc)
+  defp values(<<-1::signed-32, rest::binary>>, acc), do: values(rest, [nil | acc])
+  defp values(<<len::32, value::binary-size(len), rest::binary>>, acc), do: values(rest, [value | acc])
+
   @doc "Splits a NUL-terminated string off the front of a binary."
   @spec cstring(binary()) :: {binary(), binary()} | :error
   def cstring(bin) do

@@ -6,6 +6,11 @@ defmodule Mix.Tasks.Pglite.Server do
 
       mix pglite.server [--data-dir DIR] [--port N] [--socket-dir DIR] [--tcp-port N]
                         [--username NAME] [--password PW] [--database NAME]
+                        [--idle-in-transaction-timeout MS]
+
+  `--idle-in-transaction-timeout MS` (default 10000, 0 = never): a client that holds
+  the shared backend idle (in a transaction, in COPY, mid extended-protocol sequence)
+  while other clients wait is disconnected with FATAL 25P03 after this long.
 
   SIGTERM stops it cleanly (checkpoint, socket removed). On Ctrl-C the port sees its
   input close and still checkpoints before it exits.
@@ -19,7 +24,8 @@ defmodule Mix.Tasks.Pglite.Server do
     tcp_port: :integer,
     username: :string,
     password: :string,
-    database: :string
+    database: :string,
+    idle_in_transaction_timeout: :integer
   ]
 
   @impl true

@@ -10,7 +10,7 @@ defmodule PgliteEx.Server.Connection do
   require Logger
 
   alias PgliteEx.Server.{Scram, Statements}
-  alias PgliteEx.Wire
+  alias PgliteEx.{SessionState, Wire}
 
   @ssl_request 80_877_103
   @gss_request 80_877_104
@@ -29,6 +29,8 @@ defmodule PgliteEx.Server.Connection do
     :user,
     # The instance's connection facts (user, database, SCRAM secret), read once.
     :info,
+    # Settings asked for in the StartupMessage.
+    settings: %{},
     phase: :startup,
     buffer: "",
     open: false,
@@ -74,7 +76,11 @@ defmodule PgliteEx.Server.Connection do
     end
   end
 
-  def handle_info({:pglite_down, _from, _reason}, state), do: stop(backend_lost(state))
+  def handle_info({:pglite_kick, _from, code, message}, state), do: stop(auth_failed(state, code, message))
+
+  def handle_info({:pglite_down, _from, reason}, state),
+    do: stop(auth_failed(state, "57P01", "terminating connection because #{reason}"))
+
   def handle_info({:DOWN, _ref, :process, _pid, _reason}, state), do: stop(backend_lost(state))
   def handle_info(_other, state), do: {:noreply, state}
 
@@ -132,6 +138,13 @@ defmodule PgliteEx.Server.Connection do
 
   defp startup(<<@ssl_request::32>>, state), do: refuse_encryption(state)
   defp startup(<<@gss_request::32>>, state), do: refuse_encryption(state)
+  defp startup(<<@cancel_request::32, id::32, secret::32>>, state) do
+    PgliteEx.cancel(PgliteEx.Instance.backend(state.instance), id, secret)
+    {:close, state}
+  catch
+    :exit, _ -> {:close, state}
+  end
+
   defp startup(<<@cancel_request::32, _::binary>>, state), do: {:close, state}
 
   defp startup(<<@protocol_v3::32, params::binary>>, state) do
@@ -152,7 +165,7 @@ defmodule PgliteEx.Server.Connection do
 
       true ->
         send_bytes(state, Wire.authentication(10, "SCRAM-SHA-256" <> <<0, 0>>))
-        process(%{state | phase: :sasl_initial, user: user})
+        process(%{state | phase: :sasl_initial, user: user, settings: SessionState.startup_settings(params)})
     end
   end
 
@@ -211,15 +224,23 @@ defmodule PgliteEx.Server.Connection do
     batch = Statements.rewrite(messages, state.id, state.open)
     {batch, state} = with_deferred(batch, state)
 
-    result =
-      if messages == [],
-        do: :ok,
-        else: PgliteEx.submit(state.backend, batch.payload, Map.take(batch, [:rfq, :open, :prepared, :closed, :deferrable]))
+    meta =
+      batch
+      |> Map.take([:rfq, :open, :prepared, :closed, :deferrable])
+      |> Map.merge(%{
+        session: SessionState.may_change?(messages),
+        listen: SessionState.listen_ops(messages),
+        cancellable: cancellable?(messages, batch)
+      })
+
+    result = if messages == [], do: :ok, else: PgliteEx.submit(state.backend, batch.payload, meta)
 
     case result do
       :ok when terminate? -> {:close, state}
       :ok -> {:ok, %{state | open: batch.open, deferred: [], skip_ready: state.skip_ready + batch.skip}}
       :deferred -> {:ok, defer(batch, messages, state)}
+      {:canceled, code, message} -> {:ok, canceled(state, code, message)}
+      {:error, {:fatal, code, message}} -> auth_failed(state, code, message)
       {:error, _} -> backend_lost(state)
     end
   catch
@@ -227,6 +248,18 @@ defmodule PgliteEx.Server.Connection do
   end
 
   defp handle_messages([], state), do: {:ok, state}
+
+  # A payload still waiting for its turn can be answered here, as if the backend had
+  # canceled it, when it makes exactly one reply: one Query, or extended messages up to
+  # one Sync.
+  defp cancellable?(messages, batch) do
+    batch.rfq == 1 and not batch.open and match?({tag, _, _} when tag in [?Q, ?S], List.last(messages))
+  end
+
+  defp canceled(state, code, message) do
+    send_bytes(state, [Wire.error("ERROR", code, message), Wire.ready_for_query(?I)])
+    %{state | open: false}
+  end
 
   # Parse messages acknowledged earlier go first, with a Sync of their own whose
   # replies the client already had.
@@ -260,7 +293,7 @@ defmodule PgliteEx.Server.Connection do
   defp ready(rest, state) do
     backend = PgliteEx.Instance.backend(state.instance)
     Process.monitor(backend)
-    {:ok, id, parameters} = PgliteEx.register(backend)
+    {:ok, id, parameters} = PgliteEx.register(backend, :binary.decode_unsigned(state.secret), state.settings)
 
     send_bytes(state, [
       Wire.authentication(0),

@@ -1,0 +1,104 @@
+defmodule PgliteEx.PortProcess do
+  @moduledoc """
+  The `pglite-port` OS process: starting it and waiting for its ready frame, asking it
+  to cancel the running statement, stopping it, and reading its stderr log.
+
+  stdout carries `{:packet, 4}` frames; stderr goes to a file in the instance's run
+  directory, so a failed start can say why.
+  """
+  require Logger
+
+  alias PgliteEx.Wire
+
+  @type t :: %{port: port(), os_pid: non_neg_integer(), stderr_path: String.t(), parameters: [{String.t(), String.t()}]}
+
+  @stop_timeout 15_000
+
+  @doc """
+  Starts the port and waits for its first frame (the session's startup reply). Options:
+  `:executable`, `:env`, `:timeout`, `:run_dir`.
+  """
+  @spec open(keyword()) :: {:ok, t()} | {:error, term()}
+  def open(opts) do
+    stderr_path = Path.join(opts[:run_dir], "port-#{System.unique_integer([:positive])}.log")
+    File.write!(stderr_path, "")
+
+    # sh only redirects stderr to a file (stdout carries frames), then becomes the port.
+    port =
+      Port.open({:spawn_executable, "/bin/sh"}, [
+        :binary,
+        {:packet, 4},
+        :exit_status,
+        args: ["-c", ~s(exec "$0" 2>>"$1"), opts[:executable], stderr_path],
+        env: Enum.map(opts[:env], fn {k, v} -> {String.to_charlist(k), String.to_charlist(v)} end)
+      ])
+
+    {:os_pid, os_pid} = Port.info(port, :os_pid)
+    process = %{port: port, os_pid: os_pid, stderr_path: stderr_path, parameters: []}
+
+    receive do
+      {^port, {:data, frame}} ->
+        {:ok, messages, ""} = Wire.split(frame)
+        params = for {?S, body, _} <- messages, do: body |> :binary.split(<<0>>, [:global]) |> Enum.take(2) |> List.to_tuple()
+        {:ok, %{process | parameters: params}}
+
+      {^port, {:exit_status, status}} ->
+        {:error, startup_error(status, stderr_tail(process))}
+    after
+      opts[:timeout] ->
+        kill(process)
+        {:error, :startup_timeout}
+    end
+  end
+
+  defp startup_error(4, tail) do
+    case Regex.run(~r/data directory (.+) is in use/, tail) do
+      [_, path] -> {:data_dir_in_use, path}
+      _ -> {:port_exited, 4, tail}
+    end
+  end
+
+  defp startup_error(status, tail), do: {:port_exited, status, tail}
+
+  @doc """
+  Asks the port to cancel the statement the backend is running (a CancelRequest
+  packet as a frame of its own; the port checks nothing else in it).
+  """
+  @spec cancel(t()) :: true
+  def cancel(process), do: Port.command(process.port, <<16::32, 80_877_102::32, 0::32, 0::32>>)
+
+  @doc "Sends Terminate (the port checkpoints and exits 0) and waits; kills it if it hangs."
+  @spec stop(t()) :: :ok
+  def stop(process) do
+    Port.command(process.port, Wire.terminate())
+
+    receive do
+      {port, {:exit_status, _}} when port == process.port -> :ok
+    after
+      @stop_timeout ->
+        Logger.error("pglite-port did not stop in time; killing it")
+        kill(process)
+    end
+
+    File.rm(process.stderr_path)
+    :ok
+  end
+
+  @doc "Forgets a port that has exited: removes its log."
+  @spec discard(t()) :: :ok
+  def discard(process) do
+    File.rm(process.stderr_path)
+    :ok
+  end
+
+  defp kill(process), do: System.cmd("kill", ["-9", Integer.to_string(process.os_pid)], stderr_to_stdout: true)
+
+  @doc "The last 20 lines the port wrote to stderr."
+  @spec stderr_tail(t()) :: String.t()
+  def stderr_tail(process) do
+    case File.read(process.stderr_path) do
+      {:ok, text} -> text |> String.split("\n", trim: true) |> Enum.take(-20) |> Enum.join("\n")
+      _ -> ""
+    end
+  end
+end

@@ -1,0 +1,202 @@
+defmodule PgliteEx.SessionState do
+  @moduledoc """
+  Per-client session state on a shared backend: settings (`SET`, `RESET`,
+  `set_config(..., false)`, StartupMessage parameters), the session objects a client
+  leaves behind (TEMP relations, SQL-level `PREPARE`d statements, `WITH HOLD` cursors)
+  and its LISTEN channels.
+
+  The backend holds one session at a time. After a turn in which a client may have
+  changed its session (`may_change?/1`), `PgliteEx` runs `capture_sql/0` and keeps the
+  answer as that client's state; before another client's turn, `restore_sql/1` puts that
+  client's settings in place, but only when they differ from what the backend has. A
+  client that goes away has its objects dropped with `drop_sql/1`.
+  """
+
+  alias PgliteEx.Wire
+
+  @typedoc "Session settings: GUC name to value."
+  @type settings :: %{String.t() => String.t()}
+
+  @typedoc "What a capture found in the backend."
+  @type capture :: %{settings: settings(), objects: MapSet.t(object()), channels: MapSet.t(String.t())}
+
+  @typedoc "A session object, as `{kind, sql_name}`."
+  @type object :: {:table | :view | :sequence | :foreign | :prepared | :cursor, String.t()}
+
+  # Statements that change the session when they start a statement; the functions
+  # and words that do it from anywhere in a statement.
+  @changes ~r/(?:^|;)\s*(?:set|reset|discard|prepare|deallocate|declare|listen|unlisten|load)\b|\btemp(?:orary)?\b|pg_temp|set_config\s*\(|\bset\s+(?:session\s+)?role\b/i
+
+  @listen ~r/(?:^|;)\s*(listen|unlisten)\s+("(?:[^"]|"")*"|\*|[^\s;]+)/i
+
+  # StartupMessage keys that are not settings.
+  @not_settings ~w(user database replication options)
+
+  @doc "True when messages from a client may change its session (Query or Parse text)."
+  @spec may_change?([{byte(), binary(), binary()}]) :: boolean()
+  def may_change?(messages), do: Enum.any?(sql_texts(messages), &may_change_sql?/1)
+
+  @doc "True when an SQL text may change the session."
+  @spec may_change_sql?(String.t()) :: boolean()
+  def may_change_sql?(sql), do: Regex.match?(@changes, sql)
+
+  @doc """
+  The LISTEN and UNLISTEN statements in messages, in order: `{:listen, channel}`,
+  `{:unlisten, channel}` or `:unlisten_all`. Channel names are folded as PostgreSQL
+  folds identifiers.
+  """
+  @spec listen_ops([{byte(), binary(), binary()}]) :: [{:listen | :unlisten, String.t()} | :unlisten_all]
+  def listen_ops(messages) do
+    for text <- sql_texts(messages), [_, verb, name] <- Regex.scan(@listen, text) do
+      case {String.downcase(verb), name} do
+        {"unlisten", "*"} -> :unlisten_all
+        {verb, name} -> {String.to_atom(verb), identifier(name)}
+      end
+    end
+  end
+
+  @doc "Applies `listen_ops/1` to a set of channels."
+  @spec apply_listen_ops(MapSet.t(String.t()), list()) :: MapSet.t(String.t())
+  def apply_listen_ops(channels, ops) do
+    Enum.reduce(ops, channels, fn
+      {:listen, ch}, acc -> MapSet.put(acc, ch)
+      {:unlisten, ch}, acc -> MapSet.delete(acc, ch)
+      :unlisten_all, _acc -> MapSet.new()
+    end)
+  end
+
+  defp sql_texts(messages) do
+    for {tag, body, _} <- messages, tag in [?Q, ?P], text = sql_text(tag, body), text != nil, do: text
+  end
+
+  defp sql_text(?Q, body), do: body |> Wire.cstring() |> first()
+
+  defp sql_text(?P, body) do
+    with {_name, rest} <- Wire.cstring(body), {sql, _} <- Wire.cstring(rest), do: sql, else: (_ -> nil)
+  end
+
+  defp first({text, _}), do: text
+  defp first(:error), do: nil
+
+  defp identifier(<<?", _::binary>> = quoted), do: quoted |> String.slice(1..-2//1) |> String.replace(~s(""), ~s("))
+  defp identifier(name), do: String.downcase(name)
+
+  @doc """
+  Settings asked for in a StartupMessage: every parameter but user, database and
+  replication, plus `-c name=value` (and `--name=value`) in `options`.
+  """
+  @spec startup_settings(%{String.t() => String.t()}) :: settings()
+  def startup_settings(params) do
+    from_options =
+      params
+      |> Map.get("options", "")
+      |> String.split()
+      |> options_settings(%{})
+
+    params |> Map.drop(["" | @not_settings]) |> Map.merge(from_options)
+  end
+
+  defp options_settings(["-c", setting | rest], acc), do: options_settings(rest, put_setting(acc, setting))
+  defp options_settings(["-c" <> setting | rest], acc), do: options_settings(rest, put_setting(acc, setting))
+  defp options_settings(["--" <> setting | rest], acc), do: options_settings(rest, put_setting(acc, setting))
+  defp options_settings([_ | rest], acc), do: options_settings(rest, acc)
+  defp options_settings([], acc), do: acc
+
+  defp put_setting(acc, setting) do
+    case String.split(setting, "=", parts: 2) do
+      [name, value] -> Map.put(acc, String.replace(name, "-", "_"), value)
+      _ -> acc
+    end
+  end
+
+  @doc """
+  One simple query listing the backend's session: settings changed in the session,
+  the role, TEMP relations, SQL-level prepared statements, holdable cursors and
+  LISTEN channels, as rows of (kind, name, value).
+  """
+  @spec capture_sql() :: String.t()
+  def capture_sql do
+    """
+    SELECT 'setting', name, setting FROM pg_catalog.pg_settings WHERE source = 'session'
+    UNION ALL SELECT 'setting', 'role', pg_catalog.current_setting('role') WHERE pg_catalog.current_setting('role') <> 'none'
+    UNION ALL SELECT 'rel', c.relkind::text, pg_catalog.quote_ident(c.relname) FROM pg_catalog.pg_class c
+      WHERE c.relnamespace = pg_catalog.pg_my_temp_schema() AND c.relkind IN ('r', 'p', 'v', 'S', 'f')
+    UNION ALL SELECT 'prepared', name, NULL FROM pg_catalog.pg_prepared_statements WHERE from_sql
+    UNION ALL SELECT 'cursor', name, NULL FROM pg_catalog.pg_cursors WHERE is_holdable
+    UNION ALL SELECT 'channel', c, NULL FROM pg_catalog.pg_listening_channels() c
+    """
+  end
+
+  @doc "Reads the DataRows of a `capture_sql/0` reply."
+  @spec parse_capture([{byte(), binary()}]) :: capture()
+  def parse_capture(messages) do
+    empty = %{settings: %{}, objects: MapSet.new(), channels: MapSet.new()}
+
+    for {?D, row} <- messages, reduce: empty do
+      acc ->
+        case Wire.data_row(row) do
+          ["setting", name, value] -> %{acc | settings: Map.put(acc.settings, name, value)}
+          ["rel", kind, name] -> %{acc | objects: MapSet.put(acc.objects, {relation(kind), name})}
+          ["prepared", name, _] -> %{acc | objects: MapSet.put(acc.objects, {:prepared, name})}
+          ["cursor", name, _] -> %{acc | objects: MapSet.put(acc.objects, {:cursor, name})}
+          ["channel", name, _] -> %{acc | channels: MapSet.put(acc.channels, name)}
+          _ -> acc
+        end
+    end
+  end
+
+  defp relation("v"), do: :view
+  defp relation("S"), do: :sequence
+  defp relation("f"), do: :foreign
+  defp relation(_), do: :table
+
+  @doc """
+  Puts `settings` in place of whatever the session had: RESET ALL (and the role, which
+  RESET ALL leaves alone), then each setting with `set_config`.
+  """
+  @spec restore_sql(settings()) :: String.t()
+  def restore_sql(settings) do
+    sets =
+      settings
+      |> Enum.sort()
+      |> Enum.map(fn {name, value} -> "pg_catalog.set_config(#{literal(name)}, #{literal(value)}, false)" end)
+
+    case sets do
+      [] -> "RESET ALL; RESET ROLE"
+      _ -> "RESET ALL; RESET ROLE; SELECT " <> Enum.join(sets, ", ")
+    end
+  end
+
+  @doc "Drops session objects a client left behind; nil when there are none."
+  @spec drop_sql(Enumerable.t()) :: String.t() | nil
+  def drop_sql(objects) do
+    objects
+    |> Enum.sort()
+    |> Enum.map(fn
+      {:table, name} -> "DROP TABLE IF EXISTS pg_temp.#{name} CASCADE"
+      {:view, name} -> "DROP VIEW IF EXISTS pg_temp.#{name} CASCADE"
+      {:sequence, name} -> "DROP SEQUENCE IF EXISTS pg_temp.#{name} CASCADE"
+      {:foreign, name} -> "DROP FOREIGN TABLE IF EXISTS pg_temp.#{name} CASCADE"
+      {:prepared, name} -> "DEALLOCATE #{quote_ident(name)}"
+      {:cursor, name} -> "CLOSE #{quote_ident(name)}"
+    end)
+    |> case do
+      [] -> nil
+      statements -> Enum.join(statements, "; ")
+    end
+  end
+
+  @doc "LISTEN (or UNLISTEN) statements for channels; nil when there are none."
+  @spec listen_sql(:listen | :unlisten, Enumerable.t()) :: String.t() | nil
+  def listen_sql(verb, channels) do
+    case Enum.map(channels, &"#{String.upcase(to_string(verb))} #{quote_ident(&1)}") do
+      [] -> nil
+      statements -> Enum.join(statements, "; ")
+    end
+  end
+
+  # E'' strings mean the same whatever a client set standard_conforming_strings to.
+  defp literal(text), do: "E'" <> (text |> String.replace("\\", "\\\\") |> String.replace("'", "''")) <> "'"
+
+  defp quote_ident(name), do: ~s(") <> String.replace(name, ~s("), ~s("")) <> ~s(")
+end
