@@ -13,6 +13,8 @@ use wasmer_wasix::runtime::PluggableRuntime;
 use wasmer_wasix::{WasiEnvBuilder, WasiError, WasiFunctionEnv};
 
 use crate::guest_fs::PGDATA;
+use crate::guest_symbols::DataSymbols;
+use crate::interrupts::GuestInterrupts;
 use crate::stdio_bridge::{GuestStderr, GuestStdin, GuestStdout};
 use crate::wire;
 
@@ -97,6 +99,8 @@ struct Exports {
 
 pub struct Backend {
     store: Store,
+    module: Module,
+    instance: Instance,
     env: WasiFunctionEnv,
     x: Exports,
     stdout: GuestStdout,
@@ -169,9 +173,9 @@ impl Backend {
             .instantiate_ext(host.module.clone(), module_hash, &mut store)
             .context("instantiate the PostgreSQL module")?;
         let x = Exports::load(&mut store, &instance)?;
-        seed_exec_path(&mut store, &instance, &env)?;
+        seed_exec_path(&mut store, &host.module, &instance, &env)?;
 
-        let mut backend = Backend { store, env, x, stdout: stdio.stdout, stderr: stdio.stderr, active: false };
+        let mut backend = Backend { store, module: host.module.clone(), instance, env, x, stdout: stdio.stdout, stderr: stdio.stderr, active: false };
         backend.boot().map_err(|e| backend.explain(e))?;
         Ok(backend)
     }
@@ -205,6 +209,11 @@ impl Backend {
         } else {
             err.context(format!("PostgreSQL did not start:\n{tail}"))
         }
+    }
+
+    /// Where to poke PostgreSQL's interrupt flags from another thread (after start-up).
+    pub fn interrupts(&mut self) -> Result<GuestInterrupts> {
+        GuestInterrupts::locate(&mut self.store, &self.module, &self.instance, &self.env)
     }
 
     pub fn log_tail(&self) -> String {
@@ -384,18 +393,13 @@ fn wasmer_types_hash(sha256: [u8; 32]) -> wasmer_types::ModuleHash {
 
 /// PostgreSQL finds its share/ and lib/ relative to `my_exec_path`; the module exports
 /// it as a buffer to fill in before `_start`.
-fn seed_exec_path(store: &mut Store, instance: &Instance, env: &WasiFunctionEnv) -> Result<()> {
-    let Ok(global) = instance.exports.get_global("my_exec_path") else {
-        return Ok(());
-    };
-    let wasmer::Value::I32(ptr) = global.get(store) else {
-        return Ok(());
-    };
-    if ptr <= 0 {
+fn seed_exec_path(store: &mut Store, module: &Module, instance: &Instance, env: &WasiFunctionEnv) -> Result<()> {
+    if instance.exports.get_global("my_exec_path").is_err() {
         return Ok(());
     }
+    let ptr = DataSymbols::new(module)?.address(store, instance, "my_exec_path")?;
     let view = env.data(&*store).try_memory_view(&*store).context("guest memory")?;
-    view.write(ptr as u64, format!("{EXE_PATH}\0").as_bytes()).context("write my_exec_path")?;
+    view.write(u64::from(ptr), format!("{EXE_PATH}\0").as_bytes()).context("write my_exec_path")?;
     Ok(())
 }
 

@@ -13,7 +13,13 @@ pub enum Verdict {
     Forward { forward: usize, terminate: bool },
     /// Drop the whole frame and answer with an 08P01 ErrorResponse.
     Reject(String),
+    /// A CancelRequest packet, alone in its frame between messages: cancel the running
+    /// statement (pid and key are the front end's business).
+    Cancel,
 }
+
+/// The CancelRequest packet: length 16, code 80877102, then pid and key.
+const CANCEL_REQUEST: [u8; 8] = [0, 0, 0, 16, 0x04, 0xd2, 0x16, 0x2e];
 
 /// Message boundaries carried from one frame to the next, so a frame may end (and the
 /// next begin) in the middle of a message, as a COPY stream split over frames does.
@@ -25,6 +31,9 @@ pub struct FrontendGuard {
 
 impl FrontendGuard {
     pub fn inspect(&mut self, frame: &[u8]) -> Verdict {
+        if self.header.is_empty() && self.body_left == 0 && frame.len() == 16 && frame.starts_with(&CANCEL_REQUEST) {
+            return Verdict::Cancel;
+        }
         let mut next = self.clone();
         let mut pos = 0;
         while pos < frame.len() {
@@ -101,6 +110,18 @@ mod tests {
         assert!(matches!(g.inspect(&[b'Q', 0x7f, 0xff, 0xff, 0xff]), Verdict::Reject(_)));
         let q = query("SELECT 1");
         assert_eq!(g.inspect(&q), Verdict::Forward { forward: q.len(), terminate: false });
+    }
+
+    #[test]
+    fn a_cancel_request_between_messages_is_a_cancel() {
+        let mut g = FrontendGuard::default();
+        let mut cancel = CANCEL_REQUEST.to_vec();
+        cancel.extend([0; 8]);
+        assert_eq!(g.inspect(&cancel), Verdict::Cancel);
+        // Inside a message (here a CopyData body) the same bytes are data.
+        let copy = message(b'd', &[0u8; 20]);
+        assert!(matches!(g.inspect(&copy[..9]), Verdict::Forward { .. }));
+        assert_eq!(g.inspect(&cancel), Verdict::Forward { forward: 16, terminate: false });
     }
 
     #[test]

@@ -8,6 +8,8 @@ pub mod data_dir;
 pub mod frame;
 pub mod frontend_guard;
 pub mod guest_fs;
+pub mod guest_symbols;
+pub mod interrupts;
 pub mod module_cache;
 pub mod session;
 pub mod side_modules;

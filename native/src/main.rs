@@ -10,6 +10,7 @@ use sha2::{Digest, Sha256};
 use pglite_port::backend::{BackendDied, Host};
 use pglite_port::config::Config;
 use pglite_port::data_dir::{DataDir, DataDirInUse};
+use pglite_port::interrupts::StatementClock;
 use pglite_port::module_cache::{self, ModuleCache};
 use pglite_port::stdio_bridge::{self, StdoutFrames};
 use pglite_port::{assets, guest_fs, session, side_modules, sql_cli};
@@ -89,9 +90,14 @@ fn run(config: &Config) -> Result<u8> {
     }
 
     let (tx, rx) = sync_channel(INPUT_QUEUE);
+    let clock = StatementClock::default();
     stdio_bridge::spawn_signal_watcher(tx.clone())?;
-    stdio_bridge::spawn_stdin_reader(tx);
-    let (mut backend, stdin) = session::open(&host, &config.database, rx, Box::new(StdoutFrames::new()))?;
+    stdio_bridge::spawn_stdin_reader(tx, clock.clone());
+    let (mut backend, stdin) = session::open(&host, &config.database, rx, Box::new(StdoutFrames::new()), clock.clone())?;
+    match backend.interrupts() {
+        Ok(interrupts) => clock.install(interrupts)?,
+        Err(e) => log::warn!("cancel and statement_timeout are off: {e:#}"),
+    }
     phase("session open");
     log::info!("ready: database {:?} as {:?} in {}", config.database, config.username, config.data_dir);
     backend.serve()?;

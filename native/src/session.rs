@@ -7,14 +7,21 @@ use anyhow::{bail, Context, Result};
 
 use crate::backend::{Backend, Host, Stdio};
 use crate::guest_fs::PGDATA;
+use crate::interrupts::StatementClock;
 use crate::stdio_bridge::{Collect, EndReason, GuestStderr, GuestStdin, GuestStdout, Input, Sink};
 use crate::wire;
 
 /// A backend with its session open on `database`, reading `rx` and writing `sink`.
 /// The startup reply has been sent to the sink as its first frame.
-pub fn open(host: &Host, database: &str, rx: Receiver<Input>, sink: Box<dyn Sink>) -> Result<(Backend, GuestStdin)> {
+pub fn open(
+    host: &Host,
+    database: &str,
+    rx: Receiver<Input>,
+    sink: Box<dyn Sink>,
+    clock: StatementClock,
+) -> Result<(Backend, GuestStdin)> {
     let stdout = GuestStdout::new(sink);
-    let stdin = GuestStdin::new(rx, stdout.clone());
+    let stdin = GuestStdin::new(rx, stdout.clone(), clock);
     let stdio = || Stdio { stdin: stdin.clone(), stdout: stdout.clone(), stderr: GuestStderr::default() };
     let mut backend = match Backend::start(host, database, stdio()) {
         Ok(backend) => backend,
@@ -39,7 +46,7 @@ pub fn run_statements(host: &Host, database: &str, statements: &[String]) -> Res
     }
     tx.send(Input::End(EndReason::Eof)).expect("channel has room");
     let collected = Collect::default();
-    let (mut backend, _) = open(host, database, rx, Box::new(collected.clone()))?;
+    let (mut backend, _) = open(host, database, rx, Box::new(collected.clone()), StatementClock::default())?;
     backend.serve()?;
     backend.shutdown()?;
     let bytes = collected.0.lock().map_err(|_| anyhow::anyhow!("output lock poisoned"))?.clone();

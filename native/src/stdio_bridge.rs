@@ -17,6 +17,7 @@ use virtual_fs::{AsyncRead, AsyncSeek, AsyncWrite, VirtualFile};
 
 use crate::frame::{read_frame, write_frame, ReadFrame, MAX_FRAME_LEN};
 use crate::frontend_guard::{FrontendGuard, Verdict};
+use crate::interrupts::StatementClock;
 use crate::wire;
 
 /// Output larger than this is sent without waiting for the reply to finish.
@@ -191,6 +192,7 @@ struct InputState {
 pub struct GuestStdin {
     state: Arc<Mutex<InputState>>,
     stdout: GuestStdout,
+    clock: StatementClock,
 }
 
 impl std::fmt::Debug for GuestStdin {
@@ -200,9 +202,9 @@ impl std::fmt::Debug for GuestStdin {
 }
 
 impl GuestStdin {
-    pub fn new(rx: Receiver<Input>, stdout: GuestStdout) -> Self {
+    pub fn new(rx: Receiver<Input>, stdout: GuestStdout, clock: StatementClock) -> Self {
         let state = InputState { rx, current: Vec::new(), pos: 0, ended: None };
-        Self { state: Arc::new(Mutex::new(state)), stdout }
+        Self { state: Arc::new(Mutex::new(state)), stdout, clock }
     }
 
     /// Why input ended, once it has.
@@ -232,6 +234,7 @@ impl GuestStdin {
                 Ok(item) => item,
                 Err(TryRecvError::Empty) => {
                     // The backend waits for input: its reply is complete, send it.
+                    self.clock.idle();
                     self.stdout.flush_frame()?;
                     st.rx.recv().unwrap_or(Input::End(EndReason::Eof))
                 }
@@ -239,6 +242,7 @@ impl GuestStdin {
             };
             match next {
                 Input::Data(bytes) => {
+                    self.clock.frame_taken();
                     st.current = bytes;
                     st.pos = 0;
                 }
@@ -365,7 +369,8 @@ stream_file!(GuestStdout, read: false);
 stream_file!(GuestStderr, read: false);
 
 /// Reads stdin frames on a thread of its own, checks them, and queues them for the guest.
-pub fn spawn_stdin_reader(tx: SyncSender<Input>) -> std::thread::JoinHandle<()> {
+/// A CancelRequest frame does not queue: it cancels the running statement at once.
+pub fn spawn_stdin_reader(tx: SyncSender<Input>, clock: StatementClock) -> std::thread::JoinHandle<()> {
     std::thread::Builder::new()
         .name("stdin-frames".into())
         .spawn(move || {
@@ -383,6 +388,10 @@ pub fn spawn_stdin_reader(tx: SyncSender<Input>) -> std::thread::JoinHandle<()> 
                                 continue;
                             }
                             Input::End(EndReason::Terminate)
+                        }
+                        Verdict::Cancel => {
+                            clock.cancel();
+                            continue;
                         }
                         Verdict::Reject(reason) => {
                             log::warn!("refused a stdin frame: {reason}");

@@ -265,3 +265,54 @@ fn the_session_belongs_to_the_configured_user() {
     assert_eq!(port.rows("SELECT current_user, session_user"), vec![vec![Some("app_user".into()), Some("app_user".into())]]);
     assert_eq!(port.finish().0, 0);
 }
+
+/// A CancelRequest packet as a frame of its own (pid and key are the front end's).
+fn cancel_request() -> Vec<u8> {
+    let mut packet = 16u32.to_be_bytes().to_vec();
+    packet.extend(80_877_102u32.to_be_bytes());
+    packet.extend([0u8; 8]);
+    packet
+}
+
+fn error_of(msgs: &[Msg]) -> (Option<String>, Option<String>) {
+    let e = msgs.iter().find(|m| m.tag == b'E').expect("an ErrorResponse");
+    (e.field(b'C'), e.field(b'M'))
+}
+
+const LONG: &str = "SELECT count(*) FROM generate_series(1, 200000000)";
+
+#[test]
+fn a_cancel_request_frame_cancels_the_running_statement_and_the_session_goes_on() {
+    let (mut port, _) = Port::ready("memory://");
+    // A cancel while idle is ignored and does not hit the next statement.
+    port.send(&cancel_request());
+    assert_eq!(port.rows("SELECT 1"), vec![vec![Some("1".into())]]);
+
+    port.send(&query(LONG));
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let started = std::time::Instant::now();
+    port.send(&cancel_request());
+    let reply = port.until_ready();
+    let (code, message) = error_of(&reply);
+    assert_eq!(code.as_deref(), Some("57014"));
+    assert_eq!(message.as_deref(), Some("canceling statement due to user request"));
+    assert!(started.elapsed() < std::time::Duration::from_secs(5), "cancelled, not run to its end");
+    assert_eq!(ready_status(&reply), b'I');
+    assert_eq!(port.rows("SELECT 2"), vec![vec![Some("2".into())]]);
+    assert_eq!(port.finish().0, 0);
+}
+
+#[test]
+fn statement_timeout_cancels_with_its_own_message() {
+    let (mut port, _) = Port::ready("memory://");
+    port.rows("SET statement_timeout = 200");
+    let reply = port.simple(LONG);
+    let (code, message) = error_of(&reply);
+    assert_eq!(code.as_deref(), Some("57014"));
+    assert_eq!(message.as_deref(), Some("canceling statement due to statement timeout"));
+    // Quick statements are untouched, and without the timeout the long one finishes.
+    assert_eq!(port.rows("SELECT 3"), vec![vec![Some("3".into())]]);
+    port.rows("RESET statement_timeout");
+    assert_eq!(port.rows("SELECT count(*) FROM generate_series(1, 1000000)"), vec![vec![Some("1000000".into())]]);
+    assert_eq!(port.finish().0, 0);
+}

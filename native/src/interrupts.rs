@@ -1,0 +1,251 @@
+//! Cancel and statement_timeout for a backend that gets no signals.
+//!
+//! PostgreSQL cancels a statement when a signal handler sets `QueryCancelPending` and
+//! `InterruptPending`; the next CHECK_FOR_INTERRUPTS raises the error. Inside WASIX
+//! neither the client's CancelRequest (the port has no postmaster) nor SIGALRM (nothing
+//! fires the guest's interval timers) reaches it, so the host does what the handlers
+//! would: it writes those flags into the guest's memory from another thread. Work that
+//! checks for interrupts stops within milliseconds; a sleep (`pg_sleep`) runs to its
+//! end first, because nothing can wake the guest's blocking wait from outside.
+//!
+//! A [`StatementClock`] follows the backend: busy from the moment it takes an input
+//! frame, idle when it waits for the next one. A watchdog thread cancels a statement
+//! that has been busy longer than the session's `statement_timeout` (read live from
+//! the guest), with the indicator set so that the error says "statement timeout".
+
+use std::sync::atomic::{AtomicU32, AtomicU8, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use wasmer::{Instance, Module, Store};
+use wasmer_wasix::WasiFunctionEnv;
+
+use crate::guest_symbols::DataSymbols;
+
+/// `STATEMENT_TIMEOUT` in PostgreSQL 17's `TimeoutId`.
+const STATEMENT_TIMEOUT: u32 = 3;
+/// `MAX_TIMEOUTS` (USER_TIMEOUT 13 + 10).
+const MAX_TIMEOUTS: u32 = 23;
+/// `sizeof(timeout_params)` on wasm32: index, active, indicator, handler, start_time,
+/// fin_time, interval_in_ms.
+const TIMEOUT_PARAMS_SIZE: u32 = 40;
+const INDICATOR_OFFSET: u32 = 5;
+/// While busy without a statement_timeout, look again this often (a SET in the same
+/// request may turn one on).
+const RECHECK: Duration = Duration::from_millis(100);
+
+/// Why a statement is cancelled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reason {
+    User,
+    StatementTimeout,
+}
+
+/// Addresses of PostgreSQL's interrupt state in the guest's linear memory.
+pub struct GuestInterrupts {
+    /// The linear memory's base. Wasmer reserves the whole 4 GiB range of a 32-bit
+    /// memory up front, so growing it never moves the base.
+    base: usize,
+    size: usize,
+    interrupt_pending: u32,
+    query_cancel_pending: u32,
+    statement_timeout: u32,
+    /// `all_timeouts[STATEMENT_TIMEOUT].indicator`, when the layout checks out.
+    timeout_indicator: Option<u32>,
+}
+
+// SAFETY: `base` points into the guest's linear memory, which lives as long as the
+// backend; every access goes through atomics on aligned, bounds-checked addresses.
+unsafe impl Send for GuestInterrupts {}
+unsafe impl Sync for GuestInterrupts {}
+
+impl GuestInterrupts {
+    /// Finds the exported globals; called once PostgreSQL has started.
+    pub fn locate(store: &mut Store, module: &Module, instance: &Instance, env: &WasiFunctionEnv) -> Result<Self> {
+        let symbols = DataSymbols::new(module)?;
+        let mut address = |name: &str| symbols.address(&mut *store, instance, name);
+        let interrupt_pending = address("InterruptPending")?;
+        let query_cancel_pending = address("QueryCancelPending")?;
+        let statement_timeout = address("StatementTimeout")?;
+        // A static array: its export name carries a compiler suffix.
+        let all_timeouts = instance
+            .exports
+            .iter()
+            .find(|(name, _)| name.starts_with("all_timeouts."))
+            .map(|(name, _)| name.clone())
+            .map(|name| address(&name))
+            .transpose()?;
+        let view = env.data(&*store).try_memory_view(&*store).context("guest memory")?;
+        let mut this = Self {
+            base: view.data_ptr() as usize,
+            size: view.data_size() as usize,
+            interrupt_pending,
+            query_cancel_pending,
+            statement_timeout,
+            timeout_indicator: None,
+        };
+        // InitializeTimeouts numbers every slot: check the layout before writing into it.
+        this.timeout_indicator = all_timeouts.filter(|&at| this.timeouts_layout_ok(at)).map(|at| at + STATEMENT_TIMEOUT * TIMEOUT_PARAMS_SIZE + INDICATOR_OFFSET);
+        if this.timeout_indicator.is_none() {
+            log::warn!("all_timeouts not found or not as expected: statement timeouts will read as user cancels");
+        }
+        Ok(this)
+    }
+
+    fn timeouts_layout_ok(&self, at: u32) -> bool {
+        (0..MAX_TIMEOUTS).all(|i| self.load_u32(at + i * TIMEOUT_PARAMS_SIZE) == Some(i))
+    }
+
+    fn word(&self, addr: u32) -> Option<&AtomicU32> {
+        let addr = addr as usize;
+        if addr % 4 != 0 || addr + 4 > self.size {
+            return None;
+        }
+        // SAFETY: in bounds and aligned (checked above); the memory outlives `self`.
+        Some(unsafe { AtomicU32::from_ptr((self.base + addr) as *mut u32) })
+    }
+
+    fn byte(&self, addr: u32) -> Option<&AtomicU8> {
+        let addr = addr as usize;
+        if addr >= self.size {
+            return None;
+        }
+        // SAFETY: in bounds; the memory outlives `self`.
+        Some(unsafe { AtomicU8::from_ptr((self.base + addr) as *mut u8) })
+    }
+
+    fn load_u32(&self, addr: u32) -> Option<u32> {
+        self.word(addr).map(|w| w.load(Ordering::SeqCst))
+    }
+
+    fn store_u32(&self, addr: u32, value: u32) {
+        if let Some(w) = self.word(addr) {
+            w.store(value, Ordering::SeqCst);
+        }
+    }
+
+    /// The session's statement_timeout in ms (0 = none).
+    pub fn statement_timeout_ms(&self) -> u64 {
+        self.load_u32(self.statement_timeout).map_or(0, |v| v as i32).max(0) as u64
+    }
+
+    /// Does what StatementCancelHandler (or the statement timeout's handler) does.
+    pub fn cancel(&self, reason: Reason) {
+        if reason == Reason::StatementTimeout {
+            if let Some(at) = self.timeout_indicator {
+                if let Some(b) = self.byte(at) {
+                    b.store(1, Ordering::SeqCst);
+                }
+            }
+        }
+        self.store_u32(self.query_cancel_pending, 1);
+        self.store_u32(self.interrupt_pending, 1);
+    }
+
+    /// Withdraws a cancel the backend never acted on, so it cannot hit a later request.
+    fn withdraw(&self) {
+        self.store_u32(self.query_cancel_pending, 0);
+        if let Some(b) = self.timeout_indicator.and_then(|at| self.byte(at)) {
+            b.store(0, Ordering::SeqCst);
+        }
+    }
+}
+
+#[derive(Default)]
+struct ClockState {
+    interrupts: Option<Arc<GuestInterrupts>>,
+    /// When the backend took the frame it works on; None while it waits for input.
+    busy_since: Option<Instant>,
+    /// A cancel was raised for the current frame.
+    raised: bool,
+}
+
+/// Follows whether the backend is working on a frame, for cancels and timeouts.
+#[derive(Clone, Default)]
+pub struct StatementClock(Arc<(Mutex<ClockState>, Condvar)>);
+
+impl StatementClock {
+    /// Arms cancels and starts the statement_timeout watchdog.
+    pub fn install(&self, interrupts: GuestInterrupts) -> Result<()> {
+        self.with(|st| st.interrupts = Some(Arc::new(interrupts)));
+        let clock = self.clone();
+        std::thread::Builder::new()
+            .name("statement-timeout".into())
+            .spawn(move || clock.watch())
+            .context("spawn the statement-timeout thread")?;
+        Ok(())
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&mut ClockState) -> T) -> T {
+        let mut st = self.0 .0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let out = f(&mut st);
+        self.0 .1.notify_all();
+        out
+    }
+
+    /// The backend took a new frame: a new request starts, and a cancel raised for the
+    /// previous one is withdrawn.
+    pub fn frame_taken(&self) {
+        self.with(|st| {
+            if std::mem::take(&mut st.raised) {
+                if let Some(i) = &st.interrupts {
+                    i.withdraw();
+                }
+            }
+            st.busy_since = Some(Instant::now());
+        });
+    }
+
+    /// The backend waits for input: nothing to cancel.
+    pub fn idle(&self) {
+        self.with(|st| {
+            if std::mem::take(&mut st.raised) {
+                if let Some(i) = &st.interrupts {
+                    i.withdraw();
+                }
+            }
+            st.busy_since = None;
+        });
+    }
+
+    /// A CancelRequest: cancels the running request, if any.
+    pub fn cancel(&self) {
+        self.with(|st| match (&st.interrupts, st.busy_since) {
+            (Some(i), Some(_)) => {
+                log::debug!("cancel requested");
+                i.cancel(Reason::User);
+                st.raised = true;
+            }
+            _ => log::debug!("cancel requested while idle: ignored"),
+        });
+    }
+
+    fn watch(&self) {
+        let (lock, cvar) = &*self.0;
+        let mut st = lock.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        loop {
+            let wait = match (&st.interrupts, st.busy_since, st.raised) {
+                (Some(i), Some(since), false) => {
+                    let limit = i.statement_timeout_ms();
+                    let elapsed = since.elapsed();
+                    if limit > 0 && elapsed >= Duration::from_millis(limit) {
+                        log::debug!("statement_timeout ({limit} ms) reached");
+                        i.cancel(Reason::StatementTimeout);
+                        st.raised = true;
+                        None
+                    } else if limit > 0 {
+                        Some((Duration::from_millis(limit) - elapsed).min(RECHECK))
+                    } else {
+                        Some(RECHECK)
+                    }
+                }
+                _ => None,
+            };
+            st = match wait {
+                Some(d) => cvar.wait_timeout(st, d).map(|(g, _)| g).unwrap_or_else(|p| p.into_inner().0),
+                None => cvar.wait(st).unwrap_or_else(|p| p.into_inner()),
+            };
+        }
+    }
+}
