@@ -184,7 +184,8 @@ defmodule PgliteEx do
 
     cond do
       state.holder == {:client, pid} ->
-        {:reply, :ok, write(state, payload, meta) |> arm_idle_timer()}
+        # Activity: the holder's idle time starts again.
+        {:reply, :ok, state |> stop_idle_timer() |> write(payload, meta) |> arm_idle_timer()}
 
       Map.get(meta, :deferrable, false) and not (state.holder == nil and :queue.is_empty(state.queue)) ->
         {:reply, :deferred, state}
@@ -257,7 +258,7 @@ defmodule PgliteEx do
     end
   end
 
-  def handle_info({:idle_timeout, ref}, %{idle_timer: {ref, pid, _}} = state) do
+  def handle_info({:idle_timeout, ref}, %{idle_timer: {ref, pid, _, _}} = state) do
     {code, message} =
       cond do
         state.in_copy -> {"25P03", "terminating connection due to idle timeout in COPY while other clients wait"}
@@ -556,13 +557,14 @@ defmodule PgliteEx do
   defp cancel_timer(nil), do: :ok
   defp cancel_timer(ref), do: Process.cancel_timer(ref) && :ok
 
-  # The idle timer runs while the holder keeps the backend without anything in flight:
-  # always under its own idle_in_transaction_session_timeout, and under the instance's
-  # timeout while someone else waits.
+  # The idle timer runs while the holder keeps the backend without anything in flight
+  # (or the backend waits for its COPY data): always under its own
+  # idle_in_transaction_session_timeout, and under the instance's timeout while someone
+  # else waits.
   defp arm_idle_timer(state) do
     wanted =
       case state.holder do
-        {:client, pid} when state.expected == 0 ->
+        {:client, pid} when state.expected == 0 or state.in_copy ->
           own = if state.status in [?T, ?E], do: ms(state.clients[pid][:settings]["idle_in_transaction_session_timeout"]), else: 0
           instance = if :queue.is_empty(state.queue), do: 0, else: state.opts[:idle_in_transaction_timeout] || 0
 
@@ -576,19 +578,24 @@ defmodule PgliteEx do
       end
 
     case {state.idle_timer, wanted} do
-      {{_ref, pid, ms}, {pid, ms}} ->
+      {{_ref, pid, ms, _timer}, {pid, ms}} ->
         state
 
-      {old, nil} ->
-        if old, do: Process.cancel_timer(elem(old, 0))
-        %{state | idle_timer: nil}
+      {_, nil} ->
+        stop_idle_timer(state)
 
-      {old, {pid, ms}} ->
-        if old, do: Process.cancel_timer(elem(old, 0))
+      {_, {pid, ms}} ->
         ref = make_ref()
-        Process.send_after(self(), {:idle_timeout, ref}, ms)
-        %{state | idle_timer: {ref, pid, ms}}
+        timer = Process.send_after(self(), {:idle_timeout, ref}, ms)
+        %{stop_idle_timer(state) | idle_timer: {ref, pid, ms, timer}}
     end
+  end
+
+  defp stop_idle_timer(%{idle_timer: nil} = state), do: state
+
+  defp stop_idle_timer(%{idle_timer: {_ref, _pid, _ms, timer}} = state) do
+    Process.cancel_timer(timer)
+    %{state | idle_timer: nil}
   end
 
   # Disconnects a client with a FATAL error and cleans up after it at once.
@@ -663,10 +670,8 @@ defmodule PgliteEx do
       send(pid, {:pglite_down, self(), reason})
     end
 
-    if state.idle_timer, do: Process.cancel_timer(elem(state.idle_timer, 0))
-
     %{
-      state
+      stop_idle_timer(state)
       | queue: :queue.new(),
         chores: [],
         clients: %{},

@@ -8,6 +8,8 @@ defmodule Pglite.ServerTaskTest do
     mix = System.find_executable("mix")
     port = Port.open({:spawn_executable, mix}, [:binary, :exit_status, :stderr_to_stdout, args: ["pglite.server", "--tcp-port", "0"]])
     {:os_pid, os_pid} = Port.info(port, :os_pid)
+    # If an assertion fails, the server must not outlive the test run.
+    on_exit(fn -> System.cmd("kill", ["-TERM", "#{os_pid}"], stderr_to_stdout: true) end)
     output = collect(port, "Stop with Ctrl-C")
 
     [_, password, dir, pgport, user, db] =

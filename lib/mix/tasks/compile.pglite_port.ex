@@ -29,8 +29,10 @@ defmodule Mix.Tasks.Compile.PglitePort do
     else
       source = produce(kind, root, triple)
       File.mkdir_p!(Path.dirname(dest))
-      File.cp!(source, dest)
-      File.chmod!(dest, 0o755)
+      # Copy beside, then rename: a running instance keeps its old binary, unharmed.
+      File.cp!(source, dest <> ".new")
+      File.chmod!(dest <> ".new", 0o755)
+      File.rename!(dest <> ".new", dest)
       precompile(dest)
       File.mkdir_p!(Path.dirname(manifest))
       File.write!(manifest, stamp)

@@ -1,0 +1,37 @@
+"""Cancel and statement_timeout over the socket: the statement ends with 57014 and the
+connection stays usable. Prints outcomes and the cancel latency (ms)."""
+import threading
+import time
+
+import psycopg
+
+LONG = "SELECT count(*) FROM generate_series(1, 300000000)"
+conn = psycopg.connect(autocommit=True)
+
+
+def run(sql):
+    try:
+        conn.execute(sql)
+        return "finished"
+    except psycopg.Error as e:
+        return f"{e.sqlstate} {e.diag.message_primary}"
+
+
+sent = []
+
+
+def cancel_later():
+    time.sleep(0.5)
+    sent.append(time.monotonic())
+    conn.cancel_safe()
+
+
+threading.Thread(target=cancel_later).start()
+outcome = run(LONG)
+print("cancel:", outcome)
+print("cancel latency ms", round((time.monotonic() - sent[0]) * 1000, 1))
+print("after cancel:", conn.execute("SELECT 1").fetchone()[0])
+conn.execute("SET statement_timeout = 300")
+print("statement_timeout:", run(LONG))
+print("quick under the timeout:", conn.execute("SELECT 2").fetchone()[0])
+conn.close()

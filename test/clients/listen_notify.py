@@ -1,0 +1,39 @@
+"""LISTEN/NOTIFY between connections: a notification reaches every connection that
+listens on its channel, and only those, with the notifier's pid."""
+import psycopg
+
+listener = psycopg.connect(autocommit=True)
+other = psycopg.connect(autocommit=True)
+second = psycopg.connect(autocommit=True)
+notifier = psycopg.connect(autocommit=True)
+listener.execute("LISTEN jobs")
+second.execute('LISTEN "Jobs Two"')
+
+
+def received(conn, timeout=2.0):
+    return [(n.channel, n.payload, n.pid) for n in conn.notifies(timeout=timeout, stop_after=1)]
+
+
+notifier.execute("NOTIFY jobs, 'hello'")
+got = received(listener)
+print("listener got", [(ch, p) for ch, p, _ in got])
+print("pid is the notifier's", bool(got) and got[0][2] == notifier.info.backend_pid)
+print("other got", received(other, 0.5))
+print("second got", received(second, 0.5))
+
+with notifier.transaction():
+    notifier.execute("SELECT pg_notify('Jobs Two', 'in a transaction')")
+print("second got", [(ch, p) for ch, p, _ in received(second)])
+
+# A second listener on the same channel keeps it after the first one unlistens.
+second.execute("LISTEN jobs")
+listener.execute("UNLISTEN jobs")
+notifier.execute("NOTIFY jobs, 'again'")
+print("second got", [(ch, p) for ch, p, _ in received(second)])
+print("listener got after UNLISTEN", received(listener, 0.5))
+
+second.close()
+notifier.execute("NOTIFY jobs, 'nobody'")
+print("channels left", notifier.execute("SELECT count(*) FROM pg_listening_channels()").fetchone()[0])
+for conn in (listener, other, notifier):
+    conn.close()

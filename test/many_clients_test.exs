@@ -1,0 +1,164 @@
+defmodule Pglite.ManyClientsTest do
+  @moduledoc """
+  Many clients like a real server: each keeps its own session, notifications reach
+  their listeners, cancels and timeouts work, and no client can wedge the others.
+  """
+  use ExUnit.Case, async: true
+  import Pglite.TestClients
+
+  @moduletag timeout: 180_000
+
+  setup do
+    {:ok, pg} = Pglite.start_link(idle_in_transaction_timeout: 1_000)
+    %{pg: pg}
+  end
+
+  test "one client's set_config('search_path', '', false) changes nobody else's; pgbench -i still works", %{pg: pg} do
+    {pg_dump_like, os_pid} = open_psql(pg)
+    Port.command(pg_dump_like, "SELECT set_config('search_path', '', false);\nSELECT 'emptied';\n")
+    await_output(pg_dump_like, "emptied")
+
+    assert {~s("$user", public\n), 0} = psql(pg, "SHOW search_path")
+    assert {_, 0} = pgbench(pg, ["-i", "-s", "1", "-q"])
+
+    Port.command(pg_dump_like, "SELECT 'mine:' || current_setting('search_path');\n")
+    assert await_output(pg_dump_like, ~r/mine:\S*\n/) =~ "mine:\n"
+    kill9(os_pid)
+  end
+
+  test "SET, RESET and StartupMessage settings stay with their client; ParameterStatus reaches only it", %{pg: pg} do
+    {out, 0} = python(pg, "session_state")
+
+    for line <- [
+          "a TimeZone 'Asia/Tokyo'",
+          "a DateStyle 'German, DMY'",
+          "a statement_timeout '1234ms'",
+          "a search_path ''",
+          "a reported TimeZone Asia/Tokyo",
+          "a reported application_name alpha",
+          "b TimeZone 'UTC'",
+          "b DateStyle 'ISO, MDY'",
+          "b statement_timeout '0'",
+          ~s(b search_path '"$user", public'),
+          "b reported TimeZone UTC",
+          "b reported application_name \n",
+          "c DateStyle 'SQL, DMY'",
+          "c search_path 'elsewhere'",
+          "c application_name 'gamma'",
+          "c reported TimeZone UTC",
+          "a after RESET TimeZone UTC",
+          ~s(a after RESET ALL 0 '"$user", public'),
+          "c still 'elsewhere'"
+        ],
+        do: assert(out =~ line, "expected #{inspect(line)} in:\n#{out}")
+  end
+
+  test "a client's TEMP tables, PREPAREd statements and WITH HOLD cursors are dropped when it disconnects", %{pg: pg} do
+    {out, 0} = python(pg, "session_objects")
+    assert out =~ "a reads its temp table 2"
+    assert out =~ "a executes its statement 42"
+    assert out =~ "a fetches its cursor 1"
+    assert out =~ "left after a disconnected (0, 0, 0)"
+    assert out =~ "b may reuse the name 0"
+  end
+
+  test "NOTIFY reaches every client listening on the channel, and only those, whoever sends it", %{pg: pg} do
+    {out, 0} = python(pg, "listen_notify")
+    assert out =~ "listener got [('jobs', 'hello')]"
+    assert out =~ "pid is the notifier's True"
+    assert out =~ "other got []"
+    assert out =~ "second got []"
+    assert out =~ "second got [('Jobs Two', 'in a transaction')]"
+    assert out =~ "second got [('jobs', 'again')]"
+    assert out =~ "listener got after UNLISTEN []"
+    assert out =~ "channels left 0"
+  end
+
+  test "a CancelRequest cancels the running statement with 57014; statement_timeout works; the connection goes on",
+       %{pg: pg} do
+    {out, 0} = python(pg, "cancel")
+    assert out =~ "cancel: 57014 canceling statement due to user request"
+    assert out =~ "after cancel: 1"
+    assert out =~ "statement_timeout: 57014 canceling statement due to statement timeout"
+    assert out =~ "quick under the timeout: 2"
+  end
+
+  test "a client idle in a transaction while others wait gets FATAL 25P03 and the others go on", %{pg: pg} do
+    {:ok, _} = Pglite.query(pg, "CREATE TABLE ledger (id int)")
+    {idle, os_pid} = open_psql(pg)
+    Port.command(idle, "BEGIN;\nINSERT INTO ledger VALUES (1);\nSELECT 'holding';\n")
+    await_output(idle, "holding")
+
+    assert {"0\n", 0} = psql(pg, "SELECT count(*) FROM ledger")
+    Port.command(idle, "SELECT 'still here?';\n")
+    assert await_output(idle, ~r/terminating connection due to idle-in-transaction timeout|server closed/)
+    kill9(os_pid)
+  end
+
+  test "a client's own idle_in_transaction_session_timeout ends its session even when nobody waits", %{pg: pg} do
+    {idle, os_pid} = open_psql(pg)
+    Port.command(idle, "SET idle_in_transaction_session_timeout = 300;\nBEGIN;\nSELECT 'begun';\n")
+    await_output(idle, "begun")
+    Process.sleep(800)
+    Port.command(idle, "SELECT 'still here?';\n")
+    assert await_output(idle, ~r/idle-in-transaction timeout|server closed/)
+    kill9(os_pid)
+  end
+
+  test "a client idle in COPY while others wait is disconnected and its rows are not kept", %{pg: pg} do
+    {:ok, _} = Pglite.query(pg, "CREATE TABLE ledger (id int)")
+    {copier, os_pid} = open_psql(pg)
+    Port.command(copier, "COPY ledger FROM STDIN;\n1\n2\n")
+    Process.sleep(300)
+
+    assert {"0\n", 0} = psql(pg, "SELECT count(*) FROM ledger")
+    kill9(os_pid)
+  end
+
+  test "while one client holds a transaction, another's statement_timeout and lock_timeout count its wait", %{pg: pg} do
+    {:ok, pg} = restart_without_idle_timeout(pg)
+    {waiter, waiter_pid} = open_psql(pg)
+    Port.command(waiter, "SET statement_timeout = 300;\nSELECT 'ready';\n")
+    await_output(waiter, "ready")
+    {holder, holder_pid} = open_psql(pg)
+    Port.command(holder, "BEGIN;\nSELECT 'holding';\n")
+    await_output(holder, "holding")
+
+    Port.command(waiter, "SELECT 'ran';\n")
+    assert await_output(waiter, "canceling statement due to statement timeout") =~ "ERROR"
+    Port.command(waiter, "SET statement_timeout = 0;\n")
+    Port.command(holder, "COMMIT;\nSELECT 'released';\n")
+    await_output(holder, "released")
+    Port.command(waiter, "SET lock_timeout = 300;\nSELECT 'ready again';\n")
+    await_output(waiter, "ready again")
+    Port.command(holder, "BEGIN;\nSELECT 'holding again';\n")
+    await_output(holder, "holding again")
+    Port.command(waiter, "SELECT 'ran';\n")
+    assert await_output(waiter, "canceling statement due to lock timeout") =~ "ERROR"
+
+    Port.command(holder, "COMMIT;\n")
+    Port.command(waiter, "SELECT 'served after all';\n")
+    await_output(waiter, "served after all")
+    kill9(waiter_pid)
+    kill9(holder_pid)
+  end
+
+  test "pgbench with 100 clients, and a mixed script of SET, transactions and NOTIFY: 0 failures", %{pg: pg} do
+    {_, 0} = pgbench(pg, ["-i", "-s", "1", "-q"])
+    {out, 0} = pgbench(pg, ["-c", "100", "-j", "2", "-t", "20"])
+    assert out =~ "number of transactions actually processed: 2000/2000"
+    assert out =~ "number of failed transactions: 0 (0.000%)"
+
+    script = Path.expand("pgbench/mixed.sql", __DIR__)
+    {out, 0} = pgbench(pg, ["-c", "20", "-j", "2", "-t", "25", "-f", script])
+    assert out =~ "number of transactions actually processed: 500/500"
+    assert out =~ "number of failed transactions: 0 (0.000%)"
+    # Nobody's settings leaked into the instance.
+    assert {~s("$user", public\n), 0} = psql(pg, "SHOW search_path")
+  end
+
+  defp restart_without_idle_timeout(pg) do
+    Pglite.stop(pg)
+    Pglite.start_link(idle_in_transaction_timeout: 0)
+  end
+end
