@@ -627,6 +627,8 @@ defmodule PgliteEx do
     leftovers = [{:sql, SessionState.drop_sql(client.objects)} | relisten(state, client)]
 
     if state.holder == {:client, pid} do
+      # Nobody will read the answer of a statement still running: stop it.
+      if state.expected > 0 and not state.in_copy, do: PortProcess.cancel(state.process)
       token = "pglite-barrier-#{System.unique_integer([:positive])}"
       chores = [{:barrier, token}, :rollback, {:close, client.statements} | leftovers]
       state = %{state | holder: nil, chores: chores ++ state.chores, expected: 0, open: false}

@@ -24,13 +24,14 @@ while time.monotonic() < deadline:
         time.sleep(0.02)
     next_id += 1
 
-for _ in range(100):
+# The instance may still be coming back from the last kill.
+for _ in range(200):
     try:
-        conn = psycopg.connect(autocommit=True, connect_timeout=10)
+        with psycopg.connect(autocommit=True, connect_timeout=10) as conn:
+            present = conn.execute("SELECT count(*) FROM crash WHERE id = ANY(%s)", (acked,)).fetchone()[0]
         break
     except psycopg.Error:
         time.sleep(0.1)
-present = conn.execute("SELECT count(*) FROM crash WHERE id = ANY(%s)", (acked,)).fetchone()[0]
 print("acked", len(acked))
 print("lost", len(acked) - present)
 print("first error:", errors[0] if errors else "none")
