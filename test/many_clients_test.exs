@@ -83,6 +83,17 @@ defmodule Pglite.ManyClientsTest do
     assert out =~ "quick under the timeout: 2"
   end
 
+  test "node-postgres: an idle listener hears NOTIFY, settings stay per client, a pool of ten commits every update",
+       %{pg: pg} do
+    {out, 0} = node(pg, "many_clients")
+    assert out =~ "idle listener heard node_events from node true"
+    assert out =~ "TimeZone talker America/New_York listener UTC"
+    assert out =~ "timed statement_timeout 300ms"
+    assert out =~ "timed: 57014 canceling statement due to statement timeout"
+    assert out =~ "talker statement_timeout 0"
+    assert out =~ "pool counter 50"
+  end
+
   test "a client idle in a transaction while others wait gets FATAL 25P03 and the others go on", %{pg: pg} do
     {:ok, _} = Pglite.query(pg, "CREATE TABLE ledger (id int)")
     {idle, os_pid} = open_psql(pg)

@@ -1,5 +1,5 @@
 defmodule Pglite.TestClients do
-  @moduledoc "Runs real PostgreSQL clients (psql, pgbench, psycopg 3) against an instance."
+  @moduledoc "Runs real PostgreSQL clients (psql, pgbench, psycopg 3, node-postgres) against an instance."
 
   @doc "psql over the instance's Unix socket (or `host:`/`port:` overrides); returns {output, status}."
   def psql(pg, sql, opts \\ []) do
@@ -30,19 +30,26 @@ defmodule Pglite.TestClients do
 
   @doc "Runs test/clients/<script>.py with the instance's settings in the environment."
   def python(pg, script, args \\ []) do
-    c = Pglite.get_connection_opts(pg)
     path = Path.expand("../clients/#{script}.py", __DIR__)
+    System.cmd("python3", [path | args], env: libpq_env(pg), stderr_to_stdout: true)
+  end
 
-    System.cmd("python3", [path | args],
-      env: [
-        {"PGHOST", c[:socket_dir]},
-        {"PGPORT", "#{c[:port]}"},
-        {"PGUSER", c[:username]},
-        {"PGPASSWORD", c[:password]},
-        {"PGDATABASE", c[:database]}
-      ],
-      stderr_to_stdout: true
-    )
+  @doc "Runs test/clients/node/<script>.js (node-postgres reads the same PG* variables)."
+  def node(pg, script) do
+    path = Path.expand("../clients/node/#{script}.js", __DIR__)
+    System.cmd("node", [path], env: libpq_env(pg), stderr_to_stdout: true)
+  end
+
+  defp libpq_env(pg) do
+    c = Pglite.get_connection_opts(pg)
+
+    [
+      {"PGHOST", c[:socket_dir]},
+      {"PGPORT", "#{c[:port]}"},
+      {"PGUSER", c[:username]},
+      {"PGPASSWORD", c[:password]},
+      {"PGDATABASE", c[:database]}
+    ]
   end
 
   @doc """
