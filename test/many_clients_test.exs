@@ -154,6 +154,16 @@ defmodule Pglite.ManyClientsTest do
     kill9(holder_pid)
   end
 
+  test "garbage, a half message or a disconnect mid-COPY from one client: a clear error for it, the others and the data untouched",
+       %{pg: pg} do
+    {out, 0} = python(pg, "raw_protocol")
+    assert out =~ "unknown message type: FATAL 08P01 invalid frontend message type 63"
+    assert out =~ ~s(impossible length: FATAL 08P01 invalid message length 3 for message type "Q")
+    assert out =~ "copy started: b'G'"
+    assert out =~ "rows kept: 1"
+    assert out =~ "good client still works: yes"
+  end
+
   test "pgbench with 100 clients, and a mixed script of SET, transactions and NOTIFY: 0 failures", %{pg: pg} do
     {_, 0} = pgbench(pg, ["-i", "-s", "1", "-q"])
     {out, 0} = pgbench(pg, ["-c", "100", "-j", "2", "-t", "20"])
