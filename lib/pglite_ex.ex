@@ -624,7 +624,8 @@ defmodule PgliteEx do
   defp client_gone(state, pid, client) do
     queue = :queue.filter(fn item -> not match?({:submit, {^pid, _}, _, _, _}, item) end, state.queue)
     state = %{state | queue: queue}
-    leftovers = [{:sql, SessionState.drop_sql(client.objects)} | relisten(state, client)]
+    drops = for sql <- SessionState.drop_statements(client.objects), do: {:sql, sql}
+    leftovers = drops ++ relisten(state, client)
 
     if state.holder == {:client, pid} do
       # Nobody will read the answer of a statement still running: stop it.

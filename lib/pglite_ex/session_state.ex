@@ -9,7 +9,7 @@ defmodule PgliteEx.SessionState do
   changed its session (`may_change?/1`), `PgliteEx` runs `capture_sql/0` and keeps the
   answer as that client's state; before another client's turn, `restore_sql/1` puts that
   client's settings in place, but only when they differ from what the backend has. A
-  client that goes away has its objects dropped with `drop_sql/1`.
+  client that goes away has its objects dropped with `drop_statements/1`.
   """
 
   alias PgliteEx.Wire
@@ -25,7 +25,7 @@ defmodule PgliteEx.SessionState do
 
   # Statements that change the session when they start a statement; the functions
   # and words that do it from anywhere in a statement.
-  @changes ~r/(?:^|;)\s*(?:set|reset|discard|prepare|deallocate|declare|listen|unlisten|load)\b|\btemp(?:orary)?\b|pg_temp|set_config\s*\(|\bset\s+(?:session\s+)?role\b/i
+  @changes ~r/(?:^|;)\s*(?:set|reset|discard|prepare|deallocate|declare|close|listen|unlisten|load)\b|\btemp(?:orary)?\b|pg_temp|set_config\s*\(|\bset\s+(?:session\s+)?role\b/i
 
   @listen ~r/(?:^|;)\s*(listen|unlisten)\s+("(?:[^"]|"")*"|\*|[^\s;]+)/i
 
@@ -167,9 +167,12 @@ defmodule PgliteEx.SessionState do
     end
   end
 
-  @doc "Drops session objects a client left behind; nil when there are none."
-  @spec drop_sql(Enumerable.t()) :: String.t() | nil
-  def drop_sql(objects) do
+  @doc """
+  Statements that drop the session objects a client left behind, one each, so that one
+  already gone does not stop the others.
+  """
+  @spec drop_statements(Enumerable.t()) :: [String.t()]
+  def drop_statements(objects) do
     objects
     |> Enum.sort()
     |> Enum.map(fn
@@ -180,10 +183,6 @@ defmodule PgliteEx.SessionState do
       {:prepared, name} -> "DEALLOCATE #{quote_ident(name)}"
       {:cursor, name} -> "CLOSE #{quote_ident(name)}"
     end)
-    |> case do
-      [] -> nil
-      statements -> Enum.join(statements, "; ")
-    end
   end
 
   @doc "LISTEN (or UNLISTEN) statements for channels; nil when there are none."
