@@ -1,5 +1,6 @@
 # pgbench against this library's socket and against a PostgreSQL server from Debian's
-# packages on the same machine, in one run; prints tps and the ratio to the server.
+# packages on the same machine, in one run; prints tps and the ratio to the server,
+# then the cancel latency of both (bench/cancel_latency.py).
 #
 #     mix run bench/pgbench_compare.exs [seconds_per_run]
 #
@@ -59,6 +60,14 @@ for {label, args} <- runs do
       String.pad_leading(:erlang.float_to_binary(theirs, decimals: 0), 12) <>
       String.pad_leading(:erlang.float_to_binary(ours / theirs, decimals: 2) <> "x", 8)
   )
+end
+
+# Cancel latency (psycopg's cancel_safe() to the 57014 error), same run, both targets.
+cancel_script = Path.expand("cancel_latency.py", __DIR__)
+
+for {name, {[_, host, _, port, _, user], env}} <- targets do
+  out = run.("python3", [cancel_script, "10"], env ++ [{"PGHOST", host}, {"PGPORT", port}, {"PGUSER", user}, {"PGDATABASE", "postgres"}])
+  IO.puts(String.pad_trailing("#{name}", 8) <> String.trim(out))
 end
 
 Pglite.stop(pg)

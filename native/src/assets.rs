@@ -36,14 +36,26 @@ impl Runtime {
 pub fn runtime(cache_dir: &Path) -> Result<Runtime> {
     let archive = pglite_oxide_assets::runtime_archive()
         .context("pglite-oxide-assets was built without its runtime payload")?;
-    let dir = unpacked_once(cache_dir, &format!("{ASSETS_VERSION}-{}", archive.len()), archive, |tmp| {
+    let dir = unpacked_once(cache_dir, &format!("{ASSETS_VERSION}-{}-ext", archive.len()), archive, |tmp| {
         // The archive's files sit under a top-level `pglite/`.
-        let bin = tmp.join("pglite/bin");
-        let module = fs::read(bin.join("pglite")).context("read unpacked pglite/bin/pglite")?;
-        fs::write(bin.join("pglite.sha256"), hex(&Sha256::digest(&module)))?;
+        let root = tmp.join("pglite");
+        let module = fs::read(root.join("bin/pglite")).context("read unpacked pglite/bin/pglite")?;
+        fs::write(root.join("bin/pglite.sha256"), hex(&Sha256::digest(&module)))?;
+        // Every bundled extension: share/postgresql/extension/* and lib/postgresql/*.so.
+        for name in extension_names()? {
+            let archive = pglite_oxide_assets::extension_archive(&name)
+                .with_context(|| format!("pglite-oxide-assets lists extension {name} but lacks its archive"))?;
+            unpack_tar_zst(archive, &root).with_context(|| format!("unpack extension {name}"))?;
+        }
         Ok(())
     })?;
     Ok(Runtime { root: dir.join("pglite") })
+}
+
+/// The SQL names of the extensions bundled with the runtime.
+pub fn extension_names() -> Result<Vec<String>> {
+    let manifest = pglite_oxide_assets::manifest().context("read the pglite-oxide-assets manifest")?;
+    Ok(manifest.extensions.into_iter().map(|e| e.sql_name).collect())
 }
 
 /// The data-directory template, unpacked once into the cache directory.

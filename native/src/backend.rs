@@ -7,12 +7,12 @@ use std::sync::Arc;
 use anyhow::{bail, Context, Result};
 use virtual_fs::FileSystem;
 use wasmer::{Engine, Instance, Module, RuntimeError, Store, TypedFunction};
-use wasmer_wasix::runtime::module_cache::SharedCache;
 use wasmer_wasix::runtime::task_manager::tokio::TokioTaskManager;
 use wasmer_wasix::runtime::PluggableRuntime;
 use wasmer_wasix::{WasiEnvBuilder, WasiError, WasiFunctionEnv};
 
 use crate::guest_fs::PGDATA;
+use crate::side_modules::SideModules;
 use crate::guest_symbols::DataSymbols;
 use crate::interrupts::GuestInterrupts;
 use crate::stdio_bridge::{GuestStderr, GuestStdin, GuestStdout};
@@ -58,7 +58,7 @@ pub struct Host {
 }
 
 impl Host {
-    pub fn wasix_runtime(rt: &tokio::runtime::Runtime, engine: &Engine, side_modules: Arc<SharedCache>) -> Arc<PluggableRuntime> {
+    pub fn wasix_runtime(rt: &tokio::runtime::Runtime, engine: &Engine, side_modules: Arc<SideModules>) -> Arc<PluggableRuntime> {
         let tasks = Arc::new(TokioTaskManager::new(rt.handle().clone()));
         let mut runtime = PluggableRuntime::new(tasks);
         runtime.set_engine(engine.clone());

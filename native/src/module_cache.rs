@@ -32,6 +32,7 @@ pub fn engine() -> Engine {
         .into()
 }
 
+#[derive(Clone, Debug)]
 pub struct ModuleCache {
     dir: PathBuf,
     engine: Engine,
@@ -61,8 +62,7 @@ impl ModuleCache {
         wasm_sha256: &str,
         wasm: impl FnOnce() -> Result<Vec<u8>>,
     ) -> Result<(Module, Source)> {
-        let key = self.key(name, wasm_sha256);
-        let path = self.dir.join(format!("{name}-{}.module", &crate::assets::hex(&key)[..16]));
+        let (path, key) = self.entry(name, wasm_sha256);
         if let Some(module) = self.try_load(&path, &key) {
             return Ok((module, Source::Cache));
         }
@@ -87,6 +87,25 @@ impl ModuleCache {
         write_atomically(&path, &key, &artifact)
             .with_context(|| format!("write module cache {}", path.display()))?;
         Ok((module, Source::Compiled))
+    }
+
+    /// Loads `name` from the cache if a valid entry exists; never compiles.
+    pub fn load(&self, name: &str, wasm_sha256: &str) -> Option<Module> {
+        let (path, key) = self.entry(name, wasm_sha256);
+        path.is_file().then(|| self.try_load(&path, &key)).flatten()
+    }
+
+    /// Stores a module compiled elsewhere (by the runtime, for a dlopen).
+    pub fn store(&self, name: &str, wasm_sha256: &str, module: &Module) -> Result<()> {
+        let (path, key) = self.entry(name, wasm_sha256);
+        fs::create_dir_all(&self.dir).with_context(|| format!("create module cache {}", self.dir.display()))?;
+        let artifact = module.serialize().with_context(|| format!("serialize {name}"))?;
+        write_atomically(&path, &key, &artifact).with_context(|| format!("write module cache {}", path.display()))
+    }
+
+    fn entry(&self, name: &str, wasm_sha256: &str) -> (PathBuf, [u8; 32]) {
+        let key = self.key(name, wasm_sha256);
+        (self.dir.join(format!("{name}-{}.module", &crate::assets::hex(&key)[..16])), key)
     }
 
     fn key(&self, name: &str, wasm_sha256: &str) -> [u8; 32] {

@@ -1,5 +1,5 @@
 //! Spawns the real pglite-port binary and speaks frames to it.
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
 use std::io::{Read, Write};
 use std::path::Path;
