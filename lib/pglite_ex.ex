@@ -225,7 +225,8 @@ defmodule PgliteEx do
     PortProcess.discard(state.process)
     restarts = if now() - state.up_since > @stable_ms, do: 0, else: state.restarts
     delay = Enum.at(@backoff_ms, restarts, List.last(@backoff_ms))
-    Logger.error("pglite-port exited with status #{status}; restarting it in #{delay} ms. Its last words:\n#{tail}")
+    last_words = if tail == "", do: "", else: " Its last words:\n" <> tail
+    Logger.error("pglite-port exited with status #{status}; restarting it in #{delay} ms.#{last_words}")
     reason = "the PostgreSQL backend exited (status #{status}) and is restarting"
     state = fail_everyone(state, reason)
     Process.send_after(self(), :restart, delay)

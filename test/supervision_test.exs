@@ -28,6 +28,22 @@ defmodule Pglite.SupervisionTest do
   end
 
   @tag :tmp_dir
+  test "a restart that cannot succeed stops the instance with the port's reason instead of retrying for ever",
+       %{tmp_dir: tmp} do
+    Process.flag(:trap_exit, true)
+    dir = Path.join(tmp, "db")
+    {:ok, pg} = Pglite.start_link(data_dir: dir)
+    backend = PgliteEx.Instance.backend(pg)
+    ref = Process.monitor(backend)
+    File.write!(Path.join(dir, "PG_VERSION"), "9\n")
+    kill9(PgliteEx.os_pid(backend))
+
+    assert_receive {:DOWN, ^ref, :process, _, {:port_exited, 1, tail}}, 20_000
+    assert tail =~ "PG_VERSION" or tail =~ "incompatible"
+    assert_receive {:EXIT, ^pg, _}, 20_000
+  end
+
+  @tag :tmp_dir
   test "a second instance on the same directory gets {:data_dir_in_use, path}", %{tmp_dir: tmp} do
     dir = Path.join(tmp, "db")
     {:ok, pg} = Pglite.start_link(data_dir: dir)
