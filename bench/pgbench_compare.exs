@@ -16,15 +16,9 @@ run = fn cmd, args, env ->
   end
 end
 
-[bindir | _] = Path.wildcard("/usr/lib/postgresql/*/bin") |> Enum.sort(:desc)
-root = Path.join(System.tmp_dir!(), "pgbench-native-#{System.unique_integer([:positive])}")
-File.mkdir_p!(root)
-as_pg = if System.cmd("id", ["-u"]) |> elem(0) |> String.trim() == "0", do: ["runuser", "-u", "postgres", "--"], else: []
-if as_pg != [], do: run.("chown", ["postgres", root], [])
-data = Path.join(root, "data")
-pg_cmd = fn bin, args -> run.(hd(as_pg ++ [bin]), tl(as_pg ++ [bin]) ++ args, []) end
-pg_cmd.(Path.join(bindir, "initdb"), ["-D", data, "-U", "postgres", "-A", "trust"])
-pg_cmd.(Path.join(bindir, "pg_ctl"), ["-D", data, "-w", "-l", Path.join(root, "log"), "-o", "-k #{root} -c listen_addresses='' -c fsync=off -c shared_buffers=128MB", "start"])
+Code.require_file("../test/support/native_server.ex", __DIR__)
+server = Pglite.NativeServer.start(fsync: "off", shared_buffers: "128MB")
+root = server.host
 
 {:ok, pg} = Pglite.start_link()
 c = Pglite.get_connection_opts(pg)
@@ -71,5 +65,4 @@ for {name, {[_, host, _, port, _, user], env}} <- targets do
 end
 
 Pglite.stop(pg)
-pg_cmd.(Path.join(bindir, "pg_ctl"), ["-D", data, "-m", "fast", "stop"])
-File.rm_rf!(root)
+Pglite.NativeServer.stop(server)

@@ -192,6 +192,17 @@ defmodule Pglite do
   end
 
   @doc """
+  Writes a plain-SQL dump of the instance's database to `path`, made by PostgreSQL 17's
+  own pg_dump (bundled, run under Wasmer); load it into a server PostgreSQL with
+  `psql -f`. The file is replaced only when the dump succeeded.
+
+      :ok = Pglite.dump(pg, "backup.sql")
+      {:error, {:pg_dump_failed, 1, "cannot write the dump into /nope: ..."}} = Pglite.dump(pg, "/nope/x.sql")
+  """
+  @spec dump(instance(), Path.t(), timeout()) :: :ok | {:error, term()}
+  def dump(instance, path, timeout \\ 300_000), do: PgliteEx.Dump.run(instance, path, timeout)
+
+  @doc """
   Stops the instance: clients are closed, PostgreSQL checkpoints and exits, the socket
   directory is removed. Data in a `data_dir` is safe on disk afterwards.
   """

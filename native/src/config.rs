@@ -62,6 +62,20 @@ pub struct Config {
     /// Run this SQL (repeatable) on the data directory, print the results, then exit.
     #[arg(long, value_name = "SQL")]
     pub sql: Vec<String>,
+
+    /// Run PostgreSQL 17's own pg_dump (bundled) against the server at --dump-host and
+    /// --dump-port as --username (password from PGPASSWORD), dump --database as plain
+    /// SQL into FILE, then exit. The file appears only when the dump succeeded.
+    #[arg(long, value_name = "FILE", requires = "dump_port")]
+    pub pg_dump: Option<PathBuf>,
+
+    /// The host pg_dump connects to (TCP).
+    #[arg(long, value_name = "HOST", default_value = "127.0.0.1")]
+    pub dump_host: String,
+
+    /// The TCP port pg_dump connects to.
+    #[arg(long, value_name = "PORT")]
+    pub dump_port: Option<u16>,
 }
 
 /// Where the data directory lives.

@@ -11,6 +11,7 @@ pub mod guest_fs;
 pub mod guest_symbols;
 pub mod interrupts;
 pub mod module_cache;
+pub mod pg_dump;
 pub mod session;
 pub mod side_modules;
 pub mod sql_cli;

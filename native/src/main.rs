@@ -13,7 +13,7 @@ use pglite_port::data_dir::{DataDir, DataDirInUse};
 use pglite_port::interrupts::StatementClock;
 use pglite_port::module_cache::{self, ModuleCache};
 use pglite_port::stdio_bridge::{self, StdoutFrames};
-use pglite_port::{assets, guest_fs, session, side_modules, sql_cli};
+use pglite_port::{assets, guest_fs, pg_dump, session, side_modules, sql_cli};
 
 /// Frames queued between the stdin reader and the backend (backpressure beyond this).
 const INPUT_QUEUE: usize = 64;
@@ -51,6 +51,17 @@ fn run(config: &Config) -> Result<u8> {
     let cache_dir = config.cache_dir();
     let runtime = assets::runtime(&cache_dir)?;
     let modules = ModuleCache::new(cache_dir.join("modules"), module_cache::engine());
+    if let (Some(out), Some(port)) = (&config.pg_dump, config.dump_port) {
+        let target = pg_dump::Target {
+            host: config.dump_host.clone(),
+            port,
+            username: config.username.clone(),
+            database: config.database.clone(),
+        };
+        pg_dump::run(&rt, &modules, &target, out)?;
+        log::info!("dumped {:?} into {}", config.database, out.display());
+        return Ok(0);
+    }
     let (wasm_path, module_sha256) = match &config.wasm_path {
         Some(path) => {
             let bytes = std::fs::read(path).with_context(|| format!("read PGLITE_WASM_PATH {}", path.display()))?;

@@ -25,7 +25,10 @@ defmodule PgliteEx.Instance.Info do
          database: opts.database,
          username: opts.username,
          password: opts.password,
-         scram: PgliteEx.Server.Scram.secret(opts.password)
+         scram: PgliteEx.Server.Scram.secret(opts.password),
+         # For the port's one-shot tools (pg_dump).
+         port_executable: opts.port_executable,
+         env: opts.env
        }}
     else
       {:error, reason} -> {:stop, {:socket_dir, opts.socket_dir, reason}}
