@@ -1,13 +1,24 @@
 #!/usr/bin/env bash
-# Builds pglite-port for every target this machine can build, puts each binary where
-# the Mix compiler looks (priv/native/<triple>/pglite-port) with its SHA-256 beside it,
-# and names the targets it skipped and why.
+# Builds pglite-port for every target this machine can build and names the targets it
+# skipped and why.
+#
+#   ./build_release.sh          release/ (artifacts to upload + pglite-port.checksums),
+#                               and priv/native/<triple>/ for this checkout
+#   ./build_release.sh OUT      the release artifacts and checksums into OUT only
+#
+# Release artifacts are pglite-port-<version>-<triple>.gz; pglite-port.checksums lists
+# their SHA-256 (sha256sum format). Upload the artifacts to the release page the Mix
+# compiler downloads from (PgliteEx.Prebuilt) and ship the checksums file at the
+# package root.
 set -euo pipefail
 cd "$(dirname "$0")"
 
+out=${1:-release}
+version=$(sed -n 's/^ *@version "\(.*\)"/\1/p' mix.exs)
 host=$(rustc -vV | sed -n 's/^host: //p')
 targets=(x86_64-unknown-linux-gnu aarch64-unknown-linux-gnu x86_64-apple-darwin aarch64-apple-darwin)
 built=() skipped=()
+mkdir -p "$out"
 
 can_cross() {
   local target=$1 cc=$2
@@ -29,12 +40,16 @@ for target in "${targets[@]}"; do
     CARGO_TARGET_"$(echo "$target" | tr 'a-z-' 'A-Z_')"_LINKER="$cc" cargo build --release --bin pglite-port --target "$target"
     binary="target/$target/release/pglite-port"
   fi
-  dest="priv/native/$target"
-  mkdir -p "$dest"
-  cp "$binary" "$dest/pglite-port"
-  (cd "$dest" && sha256sum pglite-port > pglite-port.sha256)
+  gzip -9 -n -c "$binary" > "$out/pglite-port-$version-$target.gz"
+  if [ $# -eq 0 ]; then
+    dest="priv/native/$target"
+    mkdir -p "$dest"
+    cp "$binary" "$dest/pglite-port"
+    (cd "$dest" && sha256sum pglite-port > pglite-port.sha256)
+  fi
   built+=("$target")
 done
 
-echo "built:   ${built[*]:-none}"
+(cd "$out" && sha256sum pglite-port-*.gz > pglite-port.checksums)
+echo "built:   ${built[*]:-none} (artifacts and pglite-port.checksums in $out)"
 for s in "${skipped[@]}"; do echo "skipped: $s"; done

@@ -12,6 +12,8 @@ defmodule Pglite.MixProject do
       compilers: Mix.compilers() ++ [:pglite_port],
       elixirc_paths: elixirc_paths(Mix.env()),
       deps: [],
+      # Only the Mix compiler downloads (PgliteEx.Prebuilt); the running app needs neither.
+      xref: [exclude: [:httpc, :public_key]],
       description: "Real PostgreSQL 17 embedded in Elixir: PGlite under Wasmer, spoken to over a PostgreSQL socket.",
       docs: [main: "Pglite"]
     ]

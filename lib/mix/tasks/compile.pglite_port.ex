@@ -2,17 +2,27 @@ defmodule Mix.Tasks.Compile.PglitePort do
   @moduledoc """
   Puts a `pglite-port` binary in place for this platform, then fills its module cache.
 
-  It uses `priv/native/<triple>/pglite-port` when that file matches the SHA-256 in
-  `pglite-port.sha256` beside it; otherwise it builds `native/` with
-  `cargo build --release`. `PGLITE_BUILD_FROM_SOURCE=1` forces the build. The chosen
-  binary is copied into the app's build directory, and `pglite-port --precompile`
-  compiles PostgreSQL for this machine once, so the first start is fast.
+  Where the binary comes from, first match wins:
+
+    1. `PGLITE_BUILD_FROM_SOURCE=1`: `cargo build --release` of `native/`;
+    2. `priv/native/<triple>/pglite-port`, when it matches the SHA-256 in
+       `pglite-port.sha256` beside it (build_release.sh's local output);
+    3. the release artifact for this target listed in `pglite-port.checksums`: taken
+       from the user cache, or downloaded (see `PgliteEx.Prebuilt`) and refused unless
+       its SHA-256 matches;
+    4. otherwise `cargo build --release`.
+
+  A download that fails falls back to cargo when cargo and the crate are there; every
+  other failure (checksum mismatch, no network and no cargo) stops with what to do.
+  The chosen binary is copied into the app's build directory, and
+  `pglite-port --precompile` compiles PostgreSQL for this machine once, so the first
+  start is fast.
 
   Nothing happens when nothing changed.
   """
   use Mix.Task.Compiler
 
-  alias PgliteEx.Executable
+  alias PgliteEx.{Executable, Prebuilt}
 
   @recursive true
 
@@ -47,11 +57,21 @@ defmodule Mix.Tasks.Compile.PglitePort do
     prebuilt = Executable.prebuilt(root, triple)
 
     cond do
-      System.get_env("PGLITE_BUILD_FROM_SOURCE") in ["1", "true"] -> {:cargo, source_stamp(root)}
-      valid_prebuilt?(prebuilt) -> {{:prebuilt, prebuilt}, "prebuilt:" <> File.read!(prebuilt <> ".sha256")}
-      true -> {:cargo, source_stamp(root)}
+      System.get_env("PGLITE_BUILD_FROM_SOURCE") in ["1", "true"] ->
+        {:cargo, source_stamp(root)}
+
+      valid_prebuilt?(prebuilt) ->
+        {{:prebuilt, prebuilt}, "prebuilt:" <> File.read!(prebuilt <> ".sha256")}
+
+      entry = Prebuilt.entry(root, version(), triple) ->
+        {{:download, entry}, "download:" <> entry.sha256}
+
+      true ->
+        {:cargo, source_stamp(root)}
     end
   end
+
+  defp version, do: Mix.Project.config()[:version]
 
   defp valid_prebuilt?(path) do
     with true <- File.regular?(path),
@@ -86,6 +106,37 @@ defmodule Mix.Tasks.Compile.PglitePort do
   defp produce({:prebuilt, path}, _root, triple) do
     Mix.shell().info("==> pglite: using the prebuilt pglite-port for #{triple}")
     path
+  end
+
+  defp produce({:download, entry}, root, triple) do
+    case Prebuilt.fetch(entry, version()) do
+      {:ok, artifact} ->
+        Mix.shell().info("==> pglite: using the released pglite-port for #{triple} (SHA-256 checked)")
+        unpacked = Path.join(Mix.Project.app_path(), "bin/pglite-port.download")
+        Prebuilt.unpack(artifact, unpacked)
+        unpacked
+
+      {:error, {:checksum_mismatch, url, expected, actual}} ->
+        Mix.raise("""
+        pglite: refused #{url}: its SHA-256 is #{actual}, but pglite-port.checksums says #{expected}.
+          The file was changed on the way or on the server. Nothing was installed.
+          Fix: point PGLITE_DOWNLOAD_URL at a trustworthy copy of the release, or build from
+          source with PGLITE_BUILD_FROM_SOURCE=1 (needs Rust's cargo).
+        """)
+
+      {:error, {:download_failed, url, reason}} ->
+        if System.find_executable("cargo") && File.regular?(Path.join(root, "Cargo.toml")) do
+          Mix.shell().error("pglite: could not download #{url} (#{reason}); building from source instead")
+          produce(:cargo, root, triple)
+        else
+          Mix.raise("""
+          pglite: could not download #{url}: #{reason}
+            Fix: check the network (or proxy) and compile again, set PGLITE_DOWNLOAD_URL to a
+            mirror of the release, or install Rust's cargo (https://rustup.rs) and compile with
+            PGLITE_BUILD_FROM_SOURCE=1.
+          """)
+        end
+    end
   end
 
   defp produce(:cargo, root, triple) do
