@@ -48,7 +48,7 @@ defmodule PgliteEx do
   use GenServer
   require Logger
 
-  alias PgliteEx.{PortProcess, SessionState, Wire}
+  alias PgliteEx.{PortProcess, SessionState, Timeouts, Wire}
 
   @typedoc "What a client says about a payload it submits."
   @type meta :: %{
@@ -532,26 +532,10 @@ defmodule PgliteEx do
     end
   end
 
-  # A waiting client's statement_timeout and lock_timeout count its time in line.
   defp wait_timer(state, pid, from) do
-    settings = state.clients[pid][:settings] || %{}
-
-    [{"statement_timeout", "57014", "canceling statement due to statement timeout"}, {"lock_timeout", "55P03", "canceling statement due to lock timeout"}]
-    |> Enum.map(fn {name, code, message} -> {ms(settings[name]), code, message} end)
-    |> Enum.filter(fn {ms, _, _} -> ms > 0 end)
-    |> Enum.min_by(fn {ms, _, _} -> ms end, fn -> nil end)
-    |> case do
+    case Timeouts.wait(state.clients[pid][:settings] || %{}) do
       nil -> nil
       {ms, code, message} -> Process.send_after(self(), {:wait_timeout, from, code, message}, ms)
-    end
-  end
-
-  defp ms(nil), do: 0
-
-  defp ms(text) do
-    case Integer.parse(text) do
-      {n, ""} -> n
-      _ -> 0
     end
   end
 
@@ -559,23 +543,16 @@ defmodule PgliteEx do
   defp cancel_timer(ref), do: Process.cancel_timer(ref) && :ok
 
   # The idle timer runs while the holder keeps the backend without anything in flight
-  # (or the backend waits for its COPY data): always under its own
-  # idle_in_transaction_session_timeout, and under the instance's timeout while someone
-  # else waits.
+  # (or the backend waits for its COPY data).
   defp arm_idle_timer(state) do
     wanted =
-      case state.holder do
-        {:client, pid} when state.expected == 0 or state.in_copy ->
-          own = if state.status in [?T, ?E], do: ms(state.clients[pid][:settings]["idle_in_transaction_session_timeout"]), else: 0
-          instance = if :queue.is_empty(state.queue), do: 0, else: state.opts[:idle_in_transaction_timeout] || 0
-
-          case Enum.filter([own, instance], &(&1 > 0)) do
-            [] -> nil
-            timeouts -> {pid, Enum.min(timeouts)}
-          end
-
-        _ ->
-          nil
+      with {:client, pid} when state.expected == 0 or state.in_copy <- state.holder,
+           settings = state.clients[pid][:settings] || %{},
+           waiting? = not :queue.is_empty(state.queue),
+           ms when is_integer(ms) <- Timeouts.idle(settings, state.status, waiting?, state.opts[:idle_in_transaction_timeout] || 0) do
+        {pid, ms}
+      else
+        _ -> nil
       end
 
     case {state.idle_timer, wanted} do

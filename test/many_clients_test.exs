@@ -171,7 +171,7 @@ defmodule Pglite.ManyClientsTest do
     assert out =~ "number of failed transactions: 0 (0.000%)"
 
     script = Path.expand("pgbench/mixed.sql", __DIR__)
-    {out, 0} = pgbench(pg, ["-c", "20", "-j", "2", "-t", "25", "-f", script])
+    {out, 0} = pgbench(pg, ["-c", "100", "-j", "2", "-t", "5", "-f", script])
     assert out =~ "number of transactions actually processed: 500/500"
     assert out =~ "number of failed transactions: 0 (0.000%)"
     # Nobody's settings leaked into the instance.

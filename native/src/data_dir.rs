@@ -11,6 +11,7 @@ use virtual_fs::{AsyncWriteExt, FileSystem};
 
 use crate::assets;
 use crate::config::DataLocation;
+use crate::write_through::WriteThrough;
 
 /// Another port holds this directory; the port exits with status 4.
 #[derive(Debug)]
@@ -43,10 +44,10 @@ impl DataDir {
     pub fn filesystem(&self, rt: &tokio::runtime::Runtime) -> Result<Arc<dyn FileSystem + Send + Sync>> {
         match self {
             DataDir::Memory(fs) => Ok(fs.clone()),
-            DataDir::Directory { path, .. } => Ok(Arc::new(
+            DataDir::Directory { path, .. } => Ok(Arc::new(WriteThrough(
                 virtual_fs::host_fs::FileSystem::new(rt.handle().clone(), path)
                     .with_context(|| format!("open {} for the guest", path.display()))?,
-            )),
+            ))),
         }
     }
 }

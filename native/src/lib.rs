@@ -17,3 +17,4 @@ pub mod side_modules;
 pub mod sql_cli;
 pub mod stdio_bridge;
 pub mod wire;
+pub mod write_through;
