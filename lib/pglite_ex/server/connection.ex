@@ -4,7 +4,10 @@ defmodule PgliteEx.Server.Connection do
   SCRAM-SHA-256), then whole frontend messages passed to the shared backend through
   `PgliteEx.submit/3` and the backend's replies written back.
 
-  A client that breaks the protocol gets a FATAL ErrorResponse and is closed alone.
+  A client that breaks the protocol gets a FATAL ErrorResponse and is closed alone, as
+  is one that `PgliteEx` disconnects (`{:pglite_kick, ...}`, e.g. after holding the
+  backend idle too long). A CancelRequest connection passes its pid and key to
+  `PgliteEx.cancel/3` and is closed, as on a server.
   """
   use GenServer, restart: :temporary
   require Logger
@@ -76,10 +79,10 @@ defmodule PgliteEx.Server.Connection do
     end
   end
 
-  def handle_info({:pglite_kick, _from, code, message}, state), do: stop(auth_failed(state, code, message))
+  def handle_info({:pglite_kick, _from, code, message}, state), do: stop(close_fatal(state, code, message))
 
   def handle_info({:pglite_down, _from, reason}, state),
-    do: stop(auth_failed(state, "57P01", "terminating connection because #{reason}"))
+    do: stop(close_fatal(state, "57P01", "terminating connection because #{reason}"))
 
   def handle_info({:DOWN, _ref, :process, _pid, _reason}, state), do: stop(backend_lost(state))
   def handle_info(_other, state), do: {:noreply, state}
@@ -189,8 +192,8 @@ defmodule PgliteEx.Server.Connection do
       send_bytes(state, Wire.authentication(11, server_first))
       handle_messages(rest, %{state | phase: :sasl_final, scram: exchange})
     else
-      {:error, reason} -> auth_failed(state, "08P01", reason)
-      _ -> auth_failed(state, "28000", "SCRAM-SHA-256 is the only authentication method offered")
+      {:error, reason} -> close_fatal(state, "08P01", reason)
+      _ -> close_fatal(state, "28000", "SCRAM-SHA-256 is the only authentication method offered")
     end
   end
 
@@ -203,15 +206,15 @@ defmodule PgliteEx.Server.Connection do
         ready(rest, state)
 
       {:error, :bad_proof} ->
-        auth_failed(state, "28P01", ~s(password authentication failed for user "#{state.user}"))
+        close_fatal(state, "28P01", ~s(password authentication failed for user "#{state.user}"))
 
       {:error, reason} ->
-        auth_failed(state, "08P01", reason)
+        close_fatal(state, "08P01", reason)
     end
   end
 
   defp handle_messages([_ | _], %{phase: phase} = state) when phase in [:sasl_initial, :sasl_final] do
-    auth_failed(state, "08P01", "expected a SASL response message")
+    close_fatal(state, "08P01", "expected a SASL response message")
   end
 
   defp handle_messages(messages, %{phase: :ready} = state) do
@@ -240,7 +243,7 @@ defmodule PgliteEx.Server.Connection do
       :ok -> {:ok, %{state | open: batch.open, deferred: [], skip_ready: state.skip_ready + batch.skip}}
       :deferred -> {:ok, defer(batch, messages, state)}
       {:canceled, code, message} -> {:ok, canceled(state, code, message)}
-      {:error, {:fatal, code, message}} -> auth_failed(state, code, message)
+      {:error, {:fatal, code, message}} -> close_fatal(state, code, message)
       {:error, _} -> backend_lost(state)
     end
   catch
@@ -305,7 +308,7 @@ defmodule PgliteEx.Server.Connection do
     handle_messages(rest, %{state | phase: :ready, backend: backend, id: id})
   end
 
-  defp auth_failed(state, code, message) do
+  defp close_fatal(state, code, message) do
     fatal(state, code, message)
     {:close, state}
   end
