@@ -1,11 +1,14 @@
-# pgbench against this library's socket and against a PostgreSQL server from Debian's
-# packages on the same machine, in one run; prints tps and the ratio to the server,
-# then the cancel latency of both (bench/cancel_latency.py).
+# pgbench against this library, a PostgreSQL server from Debian's packages and, when
+# installed (`npm ci --prefix bench/node`), the Node PGlite server
+# @electric-sql/pglite-socket, all in one run on this machine; prints tps, the ratio to
+# the server and to pglite-socket, then the cancel latency (bench/cancel_latency.py).
 #
 #     mix run bench/pgbench_compare.exs [seconds_per_run]
 #
 # The server runs from a temporary directory on a Unix socket with fsync off (like
-# pglite's default) and shared_buffers=128MB; pglite runs in memory.
+# pglite's default) and shared_buffers=128MB. Both PGlite servers run in memory and are
+# reached over TCP on 127.0.0.1. Tables are made with server-side generation
+# (`pgbench -i -I dtGvp`): pglite-socket hangs on the client-side COPY of plain `-i`.
 
 seconds = System.argv() |> List.first() |> Kernel.||("10")
 
@@ -18,17 +21,33 @@ end
 
 Code.require_file("../test/support/native_server.ex", __DIR__)
 server = Pglite.NativeServer.start(fsync: "off", shared_buffers: "128MB")
-root = server.host
 
-{:ok, pg} = Pglite.start_link()
+{:ok, pg} = Pglite.start_link(tcp_port: 0)
 c = Pglite.get_connection_opts(pg)
 
-targets = [
-  pglite: {["-h", c[:socket_dir], "-p", "#{c[:port]}", "-U", c[:username]], [{"PGPASSWORD", c[:password]}]},
-  server: {["-h", root, "-p", "5432", "-U", "postgres"], []}
-]
+socket_script = Path.expand("node/node_modules/@electric-sql/pglite-socket/dist/scripts/server.js", __DIR__)
 
-for {_, {conn, env}} <- targets, do: run.("pgbench", conn ++ ["-i", "-q", "-s", "1", "postgres"], env)
+node_server =
+  if File.exists?(socket_script) do
+    {:ok, listen} = :gen_tcp.listen(0, ip: {127, 0, 0, 1})
+    {:ok, port} = :inet.port(listen)
+    :gen_tcp.close(listen)
+    node = Port.open({:spawn_executable, System.find_executable("node")}, [:binary, :exit_status, :stderr_to_stdout, args: [socket_script, "--port=#{port}", "--max-connections=100"]])
+    Enum.find_value(1..100, fn _ -> match?({:ok, _}, :gen_tcp.connect({127, 0, 0, 1}, port, [])) || (Process.sleep(100) && nil) end)
+    {node, port}
+  else
+    IO.puts("(pglite-socket not installed: npm ci --prefix bench/node to compare with it)")
+    nil
+  end
+
+targets =
+  [
+    pglite: {["-h", "127.0.0.1", "-p", "#{Pglite.tcp_port(pg)}", "-U", c[:username]], [{"PGPASSWORD", c[:password]}]},
+    server: {["-h", server.host, "-p", "#{server.port}", "-U", "postgres"], []}
+  ] ++
+    if(node_server, do: [socket: {["-h", "127.0.0.1", "-p", "#{elem(node_server, 1)}", "-U", "postgres"], [{"PGSSLMODE", "disable"}]}], else: [])
+
+for {_, {conn, env}} <- targets, do: run.("pgbench", conn ++ ["-i", "-q", "-I", "dtGvp", "-s", "1", "postgres"], env)
 
 runs = [
   {"-S, 1 client, simple", ["-S", "-c", "1", "-M", "simple"]},
@@ -40,29 +59,36 @@ runs = [
 ]
 
 tps = fn out -> [_, v] = Regex.run(~r/tps = ([\d.]+) \(without initial/, out); String.to_float(v) end
+num = fn x -> :erlang.float_to_binary(x, decimals: 0) end
+ratio = fn a, b -> :erlang.float_to_binary(a / b, decimals: 2) <> "x" end
 
 IO.puts("pgbench, #{seconds} s per run, scale 1, #{System.schedulers_online()} cores, #{Date.utc_today()}")
-IO.puts(String.pad_trailing("workload", 28) <> String.pad_leading("pglite tps", 12) <> String.pad_leading("server tps", 12) <> String.pad_leading("ratio", 8))
+
+IO.puts(
+  Enum.map_join(["workload" | Enum.map(targets, &"#{elem(&1, 0)} tps")] ++ ["vs server"] ++ if(node_server, do: ["vs socket"], else: []), "", fn
+    "workload" -> String.pad_trailing("workload", 26)
+    h -> String.pad_leading(h, 12)
+  end)
+)
 
 for {label, args} <- runs do
-  [ours, theirs] =
-    for {_, {conn, env}} <- targets, do: tps.(run.("pgbench", conn ++ args ++ ["-T", seconds, "postgres"], env))
+  results = for {name, {conn, env}} <- targets, into: %{}, do: {name, tps.(run.("pgbench", conn ++ args ++ ["-T", seconds, "postgres"], env))}
 
-  IO.puts(
-    String.pad_trailing(label, 28) <>
-      String.pad_leading(:erlang.float_to_binary(ours, decimals: 0), 12) <>
-      String.pad_leading(:erlang.float_to_binary(theirs, decimals: 0), 12) <>
-      String.pad_leading(:erlang.float_to_binary(ours / theirs, decimals: 2) <> "x", 8)
-  )
+  cells =
+    Enum.map(targets, fn {name, _} -> num.(results[name]) end) ++
+      [ratio.(results.pglite, results.server)] ++ if(node_server, do: [ratio.(results.pglite, results.socket)], else: [])
+
+  IO.puts(String.pad_trailing(label, 26) <> Enum.map_join(cells, "", &String.pad_leading(&1, 12)))
 end
 
-# Cancel latency (psycopg's cancel_safe() to the 57014 error), same run, both targets.
+# Cancel latency (psycopg's cancel_safe() to the 57014 error), same run.
 cancel_script = Path.expand("cancel_latency.py", __DIR__)
 
-for {name, {[_, host, _, port, _, user], env}} <- targets do
+for {name, {[_, host, _, port, _, user], env}} <- Keyword.take(targets, [:pglite, :server]) do
   out = run.("python3", [cancel_script, "10"], env ++ [{"PGHOST", host}, {"PGPORT", port}, {"PGUSER", user}, {"PGDATABASE", "postgres"}])
   IO.puts(String.pad_trailing("#{name}", 8) <> String.trim(out))
 end
 
 Pglite.stop(pg)
 Pglite.NativeServer.stop(server)
+if node_server, do: System.cmd("kill", ["#{elem(Port.info(elem(node_server, 0), :os_pid), 1)}"])
