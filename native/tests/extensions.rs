@@ -55,9 +55,9 @@ fn vector_trgm_hstore_citext_ltree_and_pgtap_work_and_survive_a_restart() {
 
     let (mut port, _) = Port::ready(&dir);
     port.rows("SET enable_seqscan = off");
-    let plan = port.rows("EXPLAIN SELECT id FROM items ORDER BY embedding <-> '[10,20,90]' LIMIT 3");
+    let plan = port.rows("EXPLAIN SELECT id FROM items ORDER BY embedding <-> '[10,20,90.4]' LIMIT 3");
     assert!(format!("{plan:?}").contains("items_embedding_idx"), "the nearest-neighbour query uses the index: {plan:?}");
-    let nearest = port.rows("SELECT id FROM items ORDER BY embedding <-> '[10,20,90]' LIMIT 3");
+    let nearest = port.rows("SELECT id FROM items ORDER BY embedding <-> '[10,20,90.4]' LIMIT 3");
     assert_eq!(nearest, vec![vec![Some("10".into())], vec![Some("9".into())], vec![Some("11".into())]]);
     assert_eq!(one(&mut port, "SELECT w FROM words ORDER BY similarity(w, 'postgress') DESC LIMIT 1"), "postgres");
     assert_eq!(one(&mut port, "SELECT ('a=>1, b=>2'::hstore) -> 'b'"), "2");
