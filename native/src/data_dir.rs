@@ -1,6 +1,6 @@
-//! The data directory behind `/pgdata`: in memory, filled from the template at each
-//! start, or a host directory, initialised from the template on first use (atomically)
-//! and held with an exclusive lock while the port runs.
+//! The data directory behind `/pgdata`: in memory, over the template (copy on write),
+//! or a host directory, initialised from the template on first use (atomically) and
+//! held with an exclusive lock while the port runs.
 
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
@@ -52,21 +52,26 @@ impl DataDir {
     }
 }
 
-/// Copies the unpacked template into a fresh in-memory filesystem.
+/// An in-memory data directory over the unpacked template: files are read from the
+/// template until PostgreSQL writes them, then copied into memory (copy on write), so
+/// a start copies nothing and memory holds only what changed. The template itself is
+/// never written: the overlay writes only to its in-memory layer.
 fn memory_from_template(template: &Path, rt: &tokio::runtime::Runtime) -> Result<Arc<dyn FileSystem + Send + Sync>> {
-    let fs = virtual_fs::mem_fs::FileSystem::default();
-    copy_into(&fs, template, Path::new("/"), rt).context("fill the in-memory data directory from the template")?;
-    Ok(Arc::new(fs))
+    let base = virtual_fs::host_fs::FileSystem::new(rt.handle().clone(), template)
+        .with_context(|| format!("open the data template {}", template.display()))?;
+    let memory = virtual_fs::mem_fs::FileSystem::default();
+    // pg_wal is rewritten at every start: copying it up through the overlay costs more
+    // than copying it in now.
+    create_dir_all(&memory, Path::new("/pg_wal"))?;
+    copy_into(&memory, &template.join("pg_wal"), Path::new("/pg_wal"), rt)?;
+    let overlay = virtual_fs::OverlayFileSystem::new(memory, [base]);
+    Ok(Arc::new(overlay))
 }
 
 fn copy_into(fs: &dyn FileSystem, host: &Path, guest: &Path, rt: &tokio::runtime::Runtime) -> Result<()> {
     for entry in fs::read_dir(host).with_context(|| format!("read {}", host.display()))? {
         let entry = entry?;
-        let name = entry.file_name();
-        if name == ".pglite-complete" {
-            continue;
-        }
-        let target = guest.join(&name);
+        let target = guest.join(entry.file_name());
         if entry.file_type()?.is_dir() {
             create_dir_all(fs, &target)?;
             copy_into(fs, &entry.path(), &target, rt)?;

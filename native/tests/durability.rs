@@ -80,3 +80,46 @@ fn a_non_empty_foreign_directory_is_refused_and_left_alone() {
     assert!(stderr.contains("not a PostgreSQL data directory"), "{stderr}");
     assert_eq!(std::fs::read_to_string(tmp.path().join("notes.txt")).unwrap(), "mine");
 }
+
+/// The in-memory data directory reads the shared template in the cache directory and
+/// copies on write: whatever PostgreSQL does, the template stays as it was.
+#[test]
+fn an_in_memory_instance_never_writes_the_shared_template() {
+    let (mut port, _) = Port::ready("memory://");
+    let cache = <pglite_port::config::Config as clap::Parser>::parse_from(["pglite-port"]).cache_dir();
+    let template = std::fs::read_dir(&cache)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.file_name().unwrap().to_string_lossy().contains("-pgdata-"))
+        .expect("the unpacked template");
+    let digest = || {
+        let mut files = Vec::new();
+        let mut dirs = vec![template.clone()];
+        while let Some(dir) = dirs.pop() {
+            for entry in std::fs::read_dir(dir).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    dirs.push(path);
+                } else {
+                    files.push((path.clone(), std::fs::read(&path).unwrap()));
+                }
+            }
+        }
+        files.sort();
+        files
+    };
+    let before = digest();
+    for sql in [
+        "VACUUM FULL pg_class",
+        "CREATE DATABASE scratch",
+        "DROP DATABASE scratch",
+        "CREATE TABLE t AS SELECT g FROM generate_series(1, 50000) g",
+        "COMMENT ON TABLE pg_class IS 'written in memory only'",
+        "CHECKPOINT",
+    ] {
+        port.rows(sql);
+    }
+    assert_eq!(port.rows("SELECT count(*) FROM t"), vec![vec![Some("50000".into())]]);
+    assert_eq!(port.finish().0, 0);
+    assert!(before == digest(), "the template in {} changed", template.display());
+}
