@@ -154,12 +154,15 @@ defmodule Pglite.ManyClientsTest do
     kill9(holder_pid)
   end
 
-  test "garbage, a half message or a disconnect mid-COPY from one client: a clear error for it, the others and the data untouched",
+  test "garbage, a half message, an idle Flush or a disconnect mid-COPY from one client: a clear error for it, the others and the data untouched",
        %{pg: pg} do
     {out, 0} = python(pg, "raw_protocol")
     assert out =~ "unknown message type: FATAL 08P01 invalid frontend message type 63"
     assert out =~ ~s(impossible length: FATAL 08P01 invalid message length 3 for message type "Q")
     assert out =~ "copy started: b'G'"
+    assert out =~ "flushed: [b'1', b'2', b'D', b'C']"
+    assert out =~ "others still served: served"
+    assert out =~ "idle after Flush: FATAL 25P03"
     assert out =~ "rows kept: 1"
     assert out =~ "good client still works: yes"
   end

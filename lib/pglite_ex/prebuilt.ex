@@ -122,5 +122,7 @@ defmodule PgliteEx.Prebuilt do
     end
   end
 
-  defp sha256(bytes), do: :crypto.hash(:sha256, bytes) |> Base.encode16(case: :lower)
+  @doc "SHA-256 of bytes, as lowercase hex."
+  @spec sha256(iodata()) :: String.t()
+  def sha256(bytes), do: :crypto.hash(:sha256, bytes) |> Base.encode16(case: :lower)
 end

@@ -59,7 +59,8 @@ def login():
 
 
 def error_after(s, payload):
-    s.sendall(payload)
+    if payload:
+        s.sendall(payload)
     while True:
         tag, body = recv_message(s)
         if tag is None:
@@ -85,6 +86,13 @@ copier.sendall(message(b"Q", b"COPY kept FROM STDIN\0"))
 print("copy started:", recv_message(copier)[0])
 copier.sendall(message(b"d", b"2\n") + message(b"d", b"3\n"))
 copier.close()  # gone mid-COPY
+
+# Parse/Bind/Execute then Flush, and nothing more: the backend is held mid-sequence.
+flusher = login()
+flusher.sendall(message(b"P", b"\0SELECT 1\0\0\0") + message(b"B", b"\0\0\0\0\0\0\0\0") + message(b"E", b"\0\0\0\0\0") + message(b"H", b""))
+print("flushed:", [recv_message(flusher)[0] for _ in range(4)])
+print("others still served:", good.execute("SELECT 'served'").fetchone()[0])
+print("idle after Flush:", error_after(flusher, b""))
 
 for _ in range(50):
     rows = good.execute("SELECT count(*) FROM kept").fetchone()[0]

@@ -77,7 +77,7 @@ defmodule Mix.Tasks.Compile.PglitePort do
     with true <- File.regular?(path),
          {:ok, line} <- File.read(path <> ".sha256"),
          [expected | _] <- String.split(line) do
-      actual = :crypto.hash(:sha256, File.read!(path)) |> Base.encode16(case: :lower)
+      actual = Prebuilt.sha256(File.read!(path))
 
       if actual == String.downcase(expected) do
         true
