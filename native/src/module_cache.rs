@@ -122,14 +122,20 @@ impl ModuleCache {
 
     fn try_load(&self, path: &Path, key: &[u8; 32]) -> Option<Module> {
         let started = std::time::Instant::now();
-        let bytes = bytes::Bytes::from(fs::read(path).ok()?);
+        let map = map_file(path)?;
+        let bytes = bytes::Bytes::from_owner(map);
         match check(&bytes, key) {
             Ok(_) => {
                 // SAFETY: the payload was written by `write_atomically` for this exact
-                // key (wasmer version, engine, CPU) and its CRC matches. Slicing the
-                // buffer hands it over without copying 56 MB again.
+                // key (wasmer version, engine, CPU) and its CRC matches; cache files are
+                // only ever replaced by rename, never written in place, so the mapping
+                // stays as checked. Slicing hands it over without a copy.
                 match unsafe { Module::deserialize(&self.engine, bytes.slice(HEADER_LEN..)) } {
                     Ok(module) => {
+                        // Wasmer keeps the artifact for the module's lifetime but reads
+                        // little of it after loading: give the pages back (they come
+                        // back from the page cache if touched again).
+                        release_pages(&bytes);
                         log::debug!("loaded {} in {:.1?}", path.display(), started.elapsed());
                         return Some(module);
                     }
@@ -142,6 +148,24 @@ impl ModuleCache {
             log::warn!("could not remove bad cache file {}: {e}", path.display());
         }
         None
+    }
+}
+
+/// The cache file, mapped read-only (private: nothing we do reaches the file).
+fn map_file(path: &Path) -> Option<memmap2::Mmap> {
+    let file = File::open(path).ok()?;
+    // SAFETY: see `try_load`: cache files are replaced by rename, never modified.
+    unsafe { memmap2::MmapOptions::new().map_copy_read_only(&file) }.ok()
+}
+
+fn release_pages(bytes: &[u8]) {
+    let page = 4096;
+    let start = (bytes.as_ptr() as usize).div_ceil(page) * page;
+    let end = (bytes.as_ptr() as usize + bytes.len()) / page * page;
+    if end > start {
+        // SAFETY: a whole-page range inside our read-only private file mapping; after
+        // MADV_DONTNEED its pages refault from the file with the same contents.
+        unsafe { libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_DONTNEED) };
     }
 }
 
