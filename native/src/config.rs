@@ -12,7 +12,9 @@ use clap::Parser;
 /// PostgreSQL v3 frontend stream (no StartupMessage: the port opens its session itself).
 /// stdout: the first frame holds the session's startup reply (AuthenticationOk,
 /// ParameterStatus..., BackendKeyData, ReadyForQuery); later frames carry the backend's
-/// byte stream in order. Logs go to stderr only.
+/// byte stream in order. A frame holding only a CancelRequest packet (16 bytes) cancels
+/// the statement the backend is running; the session's statement_timeout is enforced.
+/// Logs go to stderr only.
 ///
 /// Exit status: 0 clean shutdown (stdin EOF, Terminate, SIGTERM/SIGINT); 1 start-up or
 /// runtime error; 2 a frame longer than 1 GiB or a truncated frame; 3 the backend died;
