@@ -433,7 +433,7 @@ defmodule PgliteEx do
 
   defp chore_done(state, {:capture, pid}, messages) do
     found = SessionState.parse_capture(messages)
-    owned = Enum.reduce(state.clients, MapSet.new(), fn {_, c}, acc -> MapSet.union(acc, c.objects) end)
+    owned = all_clients(state, :objects)
 
     state =
       state
@@ -446,7 +446,7 @@ defmodule PgliteEx do
       end)
 
     # Keep the backend listening on exactly what its clients listen on.
-    wanted = Enum.reduce(state.clients, MapSet.new(), fn {_, c}, acc -> MapSet.union(acc, c.channels) end)
+    wanted = all_clients(state, :channels)
 
     chores = [
       {:sql, SessionState.listen_sql(:listen, MapSet.difference(wanted, found.channels))},
@@ -603,7 +603,7 @@ defmodule PgliteEx do
     queue = :queue.filter(fn item -> not match?({:submit, {^pid, _}, _, _, _}, item) end, state.queue)
     state = %{state | queue: queue}
     drops = for sql <- SessionState.drop_statements(client.objects), do: {:sql, sql}
-    leftovers = drops ++ relisten(state, client)
+    leftovers = drops ++ unlisten_leftovers(state, client)
 
     if state.holder == {:client, pid} do
       # Nobody will read the answer of a statement still running: stop it.
@@ -620,9 +620,13 @@ defmodule PgliteEx do
   end
 
   # A departing client's channels that nobody else wants are unlistened.
-  defp relisten(state, client) do
-    others = Enum.reduce(state.clients, MapSet.new(), fn {_, c}, acc -> MapSet.union(acc, c.channels) end)
-    [{:sql, SessionState.listen_sql(:unlisten, MapSet.difference(client.channels, others))}]
+  defp unlisten_leftovers(state, client) do
+    [{:sql, SessionState.listen_sql(:unlisten, MapSet.difference(client.channels, all_clients(state, :channels)))}]
+  end
+
+  # The union of one MapSet field (:objects, :channels) over every client.
+  defp all_clients(state, field) do
+    Enum.reduce(state.clients, MapSet.new(), fn {_, c}, acc -> MapSet.union(acc, Map.fetch!(c, field)) end)
   end
 
   ## Failure and shutdown

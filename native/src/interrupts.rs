@@ -185,25 +185,22 @@ impl StatementClock {
     /// The backend took a new frame: a new request starts, and a cancel raised for the
     /// previous one is withdrawn.
     pub fn frame_taken(&self) {
-        self.with(|st| {
-            if std::mem::take(&mut st.raised) {
-                if let Some(i) = &st.interrupts {
-                    i.withdraw();
-                }
-            }
-            st.busy_since = Some(Instant::now());
-        });
+        self.between_requests(Some(Instant::now()));
     }
 
     /// The backend waits for input: nothing to cancel.
     pub fn idle(&self) {
+        self.between_requests(None);
+    }
+
+    fn between_requests(&self, busy_since: Option<Instant>) {
         self.with(|st| {
             if std::mem::take(&mut st.raised) {
                 if let Some(i) = &st.interrupts {
                     i.withdraw();
                 }
             }
-            st.busy_since = None;
+            st.busy_since = busy_since;
         });
     }
 
