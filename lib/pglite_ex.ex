@@ -220,18 +220,11 @@ defmodule PgliteEx do
     {:noreply, state |> maybe_release() |> arm_idle_timer()}
   end
 
-  def handle_info({port, {:exit_status, status}}, %{process: %{port: port}} = state) do
-    tail = PortProcess.stderr_tail(state.process)
-    PortProcess.discard(state.process)
-    restarts = if now() - state.up_since > @stable_ms, do: 0, else: state.restarts
-    delay = Enum.at(@backoff_ms, restarts, List.last(@backoff_ms))
-    last_words = if tail == "", do: "", else: " Its last words:\n" <> tail
-    Logger.error("pglite-port exited with status #{status}; restarting it in #{delay} ms.#{last_words}")
-    reason = "the PostgreSQL backend exited (status #{status}) and is restarting"
-    state = fail_everyone(state, reason)
-    Process.send_after(self(), :restart, delay)
-    {:noreply, %{state | process: nil, holder: :down, restarts: restarts + 1}}
-  end
+  def handle_info({port, {:exit_status, status}}, %{process: %{port: port}} = state), do: port_died(state, status)
+
+  # A port killed in the middle of writing a frame is closed by the {:packet, 4} driver
+  # (incomplete packet) without an exit status: that is a death too.
+  def handle_info({:EXIT, port, reason}, %{process: %{port: port}} = state), do: port_died(state, inspect(reason))
 
   def handle_info(:restart, %{holder: :down} = state) do
     case PortProcess.open(state.opts) do
@@ -240,9 +233,9 @@ defmodule PgliteEx do
         state = %{state | process: process, parameters: process.parameters, holder: nil, up_since: now()}
         {:noreply, state |> next() |> arm_idle_timer()}
 
-      {:error, {:port_exited, status, _}} when status >= 128 ->
+      {:error, {:port_exited, status, _}} when not is_integer(status) or status >= 128 ->
         delay = Enum.at(@backoff_ms, state.restarts, List.last(@backoff_ms))
-        Logger.error("pglite-port was killed while starting (status #{status}); trying again in #{delay} ms")
+        Logger.error("pglite-port was killed while starting (#{inspect(status)}); trying again in #{delay} ms")
         Process.send_after(self(), :restart, delay)
         {:noreply, %{state | restarts: state.restarts + 1}}
 
@@ -627,6 +620,21 @@ defmodule PgliteEx do
   # The union of one MapSet field (:objects, :channels) over every client.
   defp all_clients(state, field) do
     Enum.reduce(state.clients, MapSet.new(), fn {_, c}, acc -> MapSet.union(acc, Map.fetch!(c, field)) end)
+  end
+
+  ## The port died
+
+  defp port_died(state, status) do
+    tail = PortProcess.stderr_tail(state.process)
+    PortProcess.discard(state.process)
+    restarts = if now() - state.up_since > @stable_ms, do: 0, else: state.restarts
+    delay = Enum.at(@backoff_ms, restarts, List.last(@backoff_ms))
+    last_words = if tail == "", do: "", else: " Its last words:\n" <> tail
+    Logger.error("pglite-port exited with status #{status}; restarting it in #{delay} ms.#{last_words}")
+    reason = "the PostgreSQL backend exited (status #{status}) and is restarting"
+    state = fail_everyone(state, reason)
+    Process.send_after(self(), :restart, delay)
+    {:noreply, %{state | process: nil, holder: :down, restarts: restarts + 1}}
   end
 
   ## Failure and shutdown
