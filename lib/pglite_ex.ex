@@ -222,8 +222,8 @@ defmodule PgliteEx do
 
   def handle_info({port, {:exit_status, status}}, %{process: %{port: port}} = state), do: port_died(state, status)
 
-  # A port killed in the middle of writing a frame is closed by the {:packet, 4} driver
-  # (incomplete packet) without an exit status: that is a death too.
+  # A port that dies while we write to it (EPIPE, seen in the crash test) or in the
+  # middle of a frame is closed without an exit status: that is a death too.
   def handle_info({:EXIT, port, reason}, %{process: %{port: port}} = state), do: port_died(state, inspect(reason))
 
   def handle_info(:restart, %{holder: :down} = state) do

@@ -45,7 +45,7 @@ defmodule PgliteEx.PortProcess do
       {^port, {:exit_status, status}} ->
         {:error, startup_error(status, stderr_tail(process))}
 
-      # Killed mid-frame: the {:packet, 4} driver closes the port without a status.
+      # Dead while being written to (EPIPE) or mid-frame: closed without a status.
       {:EXIT, ^port, reason} ->
         {:error, {:port_exited, reason, stderr_tail(process)}}
     after
