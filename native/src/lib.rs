@@ -15,6 +15,7 @@ pub mod pg_dump;
 pub mod session;
 pub mod side_modules;
 pub mod sql_cli;
+pub mod stdin_frames;
 pub mod stdio_bridge;
 pub mod wire;
 pub mod write_through;

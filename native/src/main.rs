@@ -1,8 +1,6 @@
 //! pglite-port: configuration in, runtime up, frame loop, clean shutdown.
 
 use std::process::ExitCode;
-use std::sync::mpsc::sync_channel;
-
 use anyhow::{Context, Result};
 use clap::Parser;
 use sha2::{Digest, Sha256};
@@ -12,11 +10,9 @@ use pglite_port::config::Config;
 use pglite_port::data_dir::{DataDir, DataDirInUse};
 use pglite_port::interrupts::StatementClock;
 use pglite_port::module_cache::{self, ModuleCache};
-use pglite_port::stdio_bridge::{self, StdoutFrames};
+use pglite_port::stdin_frames::StdinFrames;
+use pglite_port::stdio_bridge::{self, Source, StdoutFrames};
 use pglite_port::{assets, guest_fs, pg_dump, session, side_modules, sql_cli};
-
-/// Frames queued between the stdin reader and the backend (backpressure beyond this).
-const INPUT_QUEUE: usize = 64;
 
 fn main() -> ExitCode {
     let config = Config::parse();
@@ -100,11 +96,9 @@ fn run(config: &Config) -> Result<u8> {
         return Ok(u8::from(failed));
     }
 
-    let (tx, rx) = sync_channel(INPUT_QUEUE);
     let clock = StatementClock::default();
-    stdio_bridge::spawn_signal_watcher(tx.clone())?;
-    stdio_bridge::spawn_stdin_reader(tx, clock.clone());
-    let (mut backend, stdin) = session::open(&host, &config.database, rx, Box::new(StdoutFrames::new()), clock.clone())?;
+    let frames = StdinFrames::start(clock.clone())?;
+    let (mut backend, stdin) = session::open(&host, &config.database, Source::Frames(frames), Box::new(StdoutFrames::new()), clock.clone())?;
     match backend.interrupts() {
         Ok(interrupts) => clock.install(interrupts)?,
         Err(e) => log::warn!("cancel and statement_timeout are off: {e:#}"),

@@ -1,27 +1,27 @@
 //! Opening the port's session on a fresh backend, creating the configured database on
 //! first start, and running a list of statements to completion (for `--sql`).
 
-use std::sync::mpsc::{sync_channel, Receiver};
+use std::collections::VecDeque;
 
 use anyhow::{bail, Context, Result};
 
 use crate::backend::{Backend, Host, Stdio};
 use crate::guest_fs::PGDATA;
 use crate::interrupts::StatementClock;
-use crate::stdio_bridge::{Collect, EndReason, GuestStderr, GuestStdin, GuestStdout, Input, Sink};
+use crate::stdio_bridge::{Collect, EndReason, GuestStderr, GuestStdin, GuestStdout, Input, Sink, Source};
 use crate::wire;
 
-/// A backend with its session open on `database`, reading `rx` and writing `sink`.
+/// A backend with its session open on `database`, reading `source` and writing `sink`.
 /// The startup reply has been sent to the sink as its first frame.
 pub fn open(
     host: &Host,
     database: &str,
-    rx: Receiver<Input>,
+    source: Source,
     sink: Box<dyn Sink>,
     clock: StatementClock,
 ) -> Result<(Backend, GuestStdin)> {
     let stdout = GuestStdout::new(sink);
-    let stdin = GuestStdin::new(rx, stdout.clone(), clock);
+    let stdin = GuestStdin::new(source, stdout.clone(), clock);
     let stdio = || Stdio { stdin: stdin.clone(), stdout: stdout.clone(), stderr: GuestStderr::default() };
     let mut backend = match Backend::start(host, database, stdio()) {
         Ok(backend) => backend,
@@ -40,13 +40,10 @@ pub fn open(
 
 /// Runs each statement as a simple Query and returns the backend's whole reply.
 pub fn run_statements(host: &Host, database: &str, statements: &[String]) -> Result<Vec<u8>> {
-    let (tx, rx) = sync_channel(statements.len() + 1);
-    for sql in statements {
-        tx.send(Input::Data(wire::query(sql))).expect("channel has room");
-    }
-    tx.send(Input::End(EndReason::Eof)).expect("channel has room");
+    let mut inputs: VecDeque<Input> = statements.iter().map(|sql| Input::Data(wire::query(sql))).collect();
+    inputs.push_back(Input::End(EndReason::Eof));
     let collected = Collect::default();
-    let (mut backend, _) = open(host, database, rx, Box::new(collected.clone()), StatementClock::default())?;
+    let (mut backend, _) = open(host, database, Source::List(inputs), Box::new(collected.clone()), StatementClock::default())?;
     backend.serve()?;
     backend.shutdown()?;
     let bytes = collected.0.lock().map_err(|_| anyhow::anyhow!("output lock poisoned"))?.clone();

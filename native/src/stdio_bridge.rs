@@ -1,23 +1,23 @@
 //! The guest's stdin, stdout and stderr, wired to frames.
 //!
 //! In stream mode PostgreSQL reads its client from fd 0 with blocking reads and writes
-//! replies to fd 1. A reader thread turns stdin frames into [`Input`]s; the guest's
-//! stdin hands their bytes over and blocks when there are none. Output is gathered and
+//! replies to fd 1. The guest's stdin hands over the bytes of [`Input`]s from a
+//! [`Source`] (the port's stdin frames, or a list for `--sql`) and blocks when there are
+//! none. Output is gathered and
 //! sent as one frame when the backend is about to wait for input (its reply is complete),
 //! or when it grows large, so every request gets its whole reply without further input.
 
 use std::collections::VecDeque;
 use std::io::{self, BufWriter, Write};
 use std::pin::Pin;
-use std::sync::mpsc::{Receiver, SyncSender, TryRecvError};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
 use virtual_fs::{AsyncRead, AsyncSeek, AsyncWrite, VirtualFile};
 
-use crate::frame::{read_frame, write_frame, ReadFrame, MAX_FRAME_LEN};
-use crate::frontend_guard::{FrontendGuard, Verdict};
+use crate::frame::{write_frame, MAX_FRAME_LEN};
 use crate::interrupts::StatementClock;
+use crate::stdin_frames::StdinFrames;
 use crate::wire;
 
 /// Output larger than this is sent without waiting for the reply to finish.
@@ -180,8 +180,33 @@ impl AsyncWrite for GuestStdout {
     }
 }
 
+/// Where the guest's stdin takes its input from.
+pub enum Source {
+    /// A fixed list (`--sql`).
+    List(VecDeque<Input>),
+    /// The port's stdin frames, read on the backend's thread.
+    Frames(Arc<StdinFrames>),
+}
+
+impl Source {
+    /// An input available without waiting.
+    fn ready(&mut self) -> Option<Input> {
+        match self {
+            Source::List(items) => Some(items.pop_front().unwrap_or(Input::End(EndReason::Eof))),
+            Source::Frames(frames) => frames.queued(),
+        }
+    }
+
+    fn wait(&mut self) -> Input {
+        match self {
+            Source::List(_) => Input::End(EndReason::Eof),
+            Source::Frames(frames) => frames.next(),
+        }
+    }
+}
+
 struct InputState {
-    rx: Receiver<Input>,
+    source: Source,
     current: Vec<u8>,
     pos: usize,
     ended: Option<EndReason>,
@@ -202,8 +227,8 @@ impl std::fmt::Debug for GuestStdin {
 }
 
 impl GuestStdin {
-    pub fn new(rx: Receiver<Input>, stdout: GuestStdout, clock: StatementClock) -> Self {
-        let state = InputState { rx, current: Vec::new(), pos: 0, ended: None };
+    pub fn new(source: Source, stdout: GuestStdout, clock: StatementClock) -> Self {
+        let state = InputState { source, current: Vec::new(), pos: 0, ended: None };
         Self { state: Arc::new(Mutex::new(state)), stdout, clock }
     }
 
@@ -230,15 +255,14 @@ impl GuestStdin {
             if st.ended.is_some() {
                 return Ok(0);
             }
-            let next = match st.rx.try_recv() {
-                Ok(item) => item,
-                Err(TryRecvError::Empty) => {
+            let next = match st.source.ready() {
+                Some(item) => item,
+                None => {
                     // The backend waits for input: its reply is complete, send it.
                     self.clock.idle();
                     self.stdout.flush_frame()?;
-                    st.rx.recv().unwrap_or(Input::End(EndReason::Eof))
+                    st.source.wait()
                 }
-                Err(TryRecvError::Disconnected) => Input::End(EndReason::Eof),
             };
             match next {
                 Input::Data(bytes) => {
@@ -367,67 +391,3 @@ write_only!(GuestStderr);
 stream_file!(GuestStdin, read: true);
 stream_file!(GuestStdout, read: false);
 stream_file!(GuestStderr, read: false);
-
-/// Reads stdin frames on a thread of its own, checks them, and queues them for the guest.
-/// A CancelRequest frame does not queue: it cancels the running statement at once.
-pub fn spawn_stdin_reader(tx: SyncSender<Input>, clock: StatementClock) -> std::thread::JoinHandle<()> {
-    std::thread::Builder::new()
-        .name("stdin-frames".into())
-        .spawn(move || {
-            let mut stdin = io::stdin().lock();
-            let mut guard = FrontendGuard::default();
-            loop {
-                let item = match read_frame(&mut stdin) {
-                    Ok(ReadFrame::Frame(mut frame)) => match guard.inspect(&frame) {
-                        Verdict::Forward { forward, terminate } => {
-                            frame.truncate(forward);
-                            if !frame.is_empty() && tx.send(Input::Data(frame)).is_err() {
-                                return;
-                            }
-                            if !terminate {
-                                continue;
-                            }
-                            Input::End(EndReason::Terminate)
-                        }
-                        Verdict::Cancel => {
-                            clock.cancel();
-                            continue;
-                        }
-                        Verdict::Reject(reason) => {
-                            log::warn!("refused a stdin frame: {reason}");
-                            Input::Reject(reason)
-                        }
-                    },
-                    Ok(ReadFrame::Eof) => Input::End(EndReason::Eof),
-                    Ok(ReadFrame::TooLarge(len)) => {
-                        eprintln!(
-                            "pglite-port: stdin frame of {len} bytes exceeds the limit of {MAX_FRAME_LEN} bytes; shutting down"
-                        );
-                        Input::End(EndReason::FrameTooLarge(len))
-                    }
-                    Err(e) => {
-                        eprintln!("pglite-port: reading stdin failed: {e}; shutting down");
-                        Input::End(EndReason::Truncated(e.to_string()))
-                    }
-                };
-                let last = matches!(item, Input::End(_));
-                if tx.send(item).is_err() || last {
-                    return;
-                }
-            }
-        })
-        .expect("spawn the stdin reader thread")
-}
-
-/// Turns SIGTERM and SIGINT into end of input, so shutdown is the clean EOF path.
-pub fn spawn_signal_watcher(tx: SyncSender<Input>) -> anyhow::Result<()> {
-    use signal_hook::consts::{SIGINT, SIGTERM};
-    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT])?;
-    std::thread::Builder::new().name("signals".into()).spawn(move || {
-        if let Some(sig) = signals.forever().next() {
-            log::info!("signal {sig}: shutting down");
-            let _ = tx.send(Input::End(EndReason::Signal));
-        }
-    })?;
-    Ok(())
-}

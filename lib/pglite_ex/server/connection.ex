@@ -62,10 +62,12 @@ defmodule PgliteEx.Server.Connection do
 
   def handle_info({:tcp, _socket, data}, state) do
     case process(%{state | buffer: state.buffer <> data}) do
-      {:ok, state} -> {:noreply, activate(state)}
+      {:ok, state} -> {:noreply, state}
       {:close, state} -> {:stop, :normal, state}
     end
   end
+
+  def handle_info({:tcp_passive, _socket}, state), do: {:noreply, activate(state)}
 
   def handle_info({:tcp_closed, _}, state), do: {:stop, :normal, state}
   def handle_info({:tcp_error, _, _}, state), do: {:stop, :normal, state}
@@ -94,8 +96,10 @@ defmodule PgliteEx.Server.Connection do
     {:close, state}
   end
 
+  # Up to 100 packets before the socket asks to be re-armed: a setopts per packet
+  # cost a driver call and an epoll_ctl on every round trip.
   defp activate(state) do
-    :inet.setopts(state.socket, active: :once)
+    :inet.setopts(state.socket, active: 100)
     state
   end
 
