@@ -316,3 +316,22 @@ fn statement_timeout_cancels_with_its_own_message() {
     assert_eq!(port.rows("SELECT count(*) FROM generate_series(1, 1000000)"), vec![vec![Some("1000000".into())]]);
     assert_eq!(port.finish().0, 0);
 }
+
+#[test]
+fn frames_sent_while_a_statement_runs_wait_their_turn_and_a_cancel_still_gets_through() {
+    let (mut port, _) = Port::ready("memory://");
+    port.send(&query(LONG));
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    // Read off stdin by the watcher while LONG runs, then run after it.
+    port.send(&query("SELECT 5"));
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    let started = std::time::Instant::now();
+    port.send(&cancel_request());
+    let (code, _) = error_of(&port.until_ready());
+    assert_eq!(code.as_deref(), Some("57014"));
+    assert!(started.elapsed() < std::time::Duration::from_secs(5), "cancelled, not run to its end");
+    let reply = port.until_ready();
+    let row = reply.iter().find(|m| m.tag == b'D').expect("a row for SELECT 5");
+    assert!(row.body.ends_with(b"5"), "{:?}", row.body);
+    assert_eq!(port.finish().0, 0);
+}
