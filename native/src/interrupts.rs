@@ -9,9 +9,11 @@
 //! end first, because nothing can wake the guest's blocking wait from outside.
 //!
 //! A [`StatementClock`] follows the backend: busy from the moment it takes an input
-//! frame, idle when it waits for the next one. A watchdog thread cancels a statement
-//! that has been busy longer than the session's `statement_timeout` (read live from
-//! the guest), with the indicator set so that the error says "statement timeout".
+//! frame, idle when it waits for the next one. The thread that watches stdin while a
+//! statement runs ([`crate::stdin_frames`]) also calls [`StatementClock::check_timeout`],
+//! which cancels a statement that has been busy longer than the session's
+//! `statement_timeout` (read live from the guest), with the indicator set so that the
+//! error says "statement timeout".
 
 use std::sync::atomic::{AtomicU32, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
@@ -166,15 +168,9 @@ struct ClockState {
 pub struct StatementClock(Arc<Mutex<ClockState>>);
 
 impl StatementClock {
-    /// Arms cancels and starts the statement_timeout watchdog.
-    pub fn install(&self, interrupts: GuestInterrupts) -> Result<()> {
+    /// Arms cancels and statement_timeout.
+    pub fn install(&self, interrupts: GuestInterrupts) {
         self.with(|st| st.interrupts = Some(Arc::new(interrupts)));
-        let clock = self.clone();
-        std::thread::Builder::new()
-            .name("statement-timeout".into())
-            .spawn(move || clock.watch())
-            .context("spawn the statement-timeout thread")?;
-        Ok(())
     }
 
     fn with<T>(&self, f: impl FnOnce(&mut ClockState) -> T) -> T {
@@ -221,26 +217,25 @@ impl StatementClock {
         });
     }
 
-    fn watch(&self) {
-        loop {
-            let wait = self.with(|st| match (&st.interrupts, st.busy_since, st.raised) {
-                (Some(i), Some(since), false) => {
-                    let limit = Duration::from_millis(i.statement_timeout_ms());
-                    let elapsed = since.elapsed();
-                    if !limit.is_zero() && elapsed >= limit {
-                        log::debug!("statement_timeout ({limit:?}) reached");
-                        i.cancel(Reason::StatementTimeout);
-                        st.raised = true;
-                        TICK
-                    } else if !limit.is_zero() {
-                        (limit - elapsed).min(TICK)
-                    } else {
-                        TICK
-                    }
+    /// Cancels the running statement if it has run past the session's
+    /// statement_timeout; returns how long until it should be called again.
+    pub fn check_timeout(&self) -> Duration {
+        self.with(|st| match (&st.interrupts, st.busy_since, st.raised) {
+            (Some(i), Some(since), false) => {
+                let limit = Duration::from_millis(i.statement_timeout_ms());
+                let elapsed = since.elapsed();
+                if !limit.is_zero() && elapsed >= limit {
+                    log::debug!("statement_timeout ({limit:?}) reached");
+                    i.cancel(Reason::StatementTimeout);
+                    st.raised = true;
+                    TICK
+                } else if !limit.is_zero() {
+                    (limit - elapsed).min(TICK)
+                } else {
+                    TICK
                 }
-                _ => TICK,
-            });
-            std::thread::sleep(wait);
-        }
+            }
+            _ => TICK,
+        })
     }
 }

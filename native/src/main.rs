@@ -100,7 +100,7 @@ fn run(config: &Config) -> Result<u8> {
     let frames = StdinFrames::start(clock.clone())?;
     let (mut backend, stdin) = session::open(&host, &config.database, Source::Frames(frames), Box::new(StdoutFrames::new()), clock.clone())?;
     match backend.interrupts() {
-        Ok(interrupts) => clock.install(interrupts)?,
+        Ok(interrupts) => clock.install(interrupts),
         Err(e) => log::warn!("cancel and statement_timeout are off: {e:#}"),
     }
     phase("session open");

@@ -4,8 +4,10 @@
 //! handing frames over would add a thread wake-up to every round trip (measured ~15% of
 //! a `SELECT 1` round trip through the pipes). While a statement runs nobody else would
 //! read stdin, so a watcher thread does then, to act on a CancelRequest frame at once;
-//! frames it reads that are not cancels wait in a queue for the backend. SIGTERM and
-//! SIGINT queue the end of input and wake a backend blocked on stdin.
+//! frames it reads that are not cancels wait in a queue for the backend. The same thread
+//! enforces statement_timeout. It looks at the backend every 20 ms while it is idle, so
+//! a cancel sent in a statement's first 20 ms can wait that long. SIGTERM and SIGINT
+//! queue the end of input and wake a backend blocked on stdin.
 
 use std::collections::VecDeque;
 use std::fs::File;
@@ -21,12 +23,6 @@ use crate::frame::{read_frame, ReadFrame, MAX_FRAME_LEN};
 use crate::frontend_guard::{FrontendGuard, Verdict};
 use crate::interrupts::StatementClock;
 use crate::stdio_bridge::{EndReason, Input};
-
-/// How long the watcher sleeps while the backend is idle (the longest a cancel waits
-/// before it is seen, when it comes right as a statement starts).
-const IDLE_NAP: Duration = Duration::from_millis(3);
-/// How long one wait of the watcher for stdin lasts while a statement runs.
-const BUSY_POLL_MS: i32 = 20;
 
 pub struct StdinFrames {
     reader: Mutex<Reader>,
@@ -64,7 +60,7 @@ impl StdinFrames {
 
         let watcher = frames.clone();
         std::thread::Builder::new()
-            .name("cancel-watch".into())
+            .name("statement-watch".into())
             .spawn(move || watcher.watch())
             .context("spawn the cancel watcher")?;
 
@@ -125,14 +121,17 @@ impl StdinFrames {
         lock(&self.queue).pop_front()
     }
 
-    /// Reads stdin only while a statement runs and the backend is not reading it.
+    /// Reads stdin only while a statement runs and the backend is not reading it, and
+    /// keeps the statement's time.
     fn watch(&self) {
         loop {
+            let next_check = self.clock.check_timeout();
             if !self.clock.busy() {
-                std::thread::sleep(IDLE_NAP);
+                std::thread::sleep(next_check);
                 continue;
             }
-            match wait_readable(&[0], BUSY_POLL_MS) {
+            let timeout_ms = i32::try_from(next_check.as_millis()).unwrap_or(i32::MAX).max(1);
+            match wait_readable(&[0], timeout_ms) {
                 Ok(Some(_)) => {}
                 Ok(None) => continue,
                 Err(e) => {
