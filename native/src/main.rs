@@ -104,6 +104,11 @@ fn run(config: &Config) -> Result<u8> {
         Err(e) => log::warn!("cancel and statement_timeout are off: {e:#}"),
     }
     phase("session open");
+    // After the ready frame, so that it does not delay the start.
+    match backend.release_zero_pages() {
+        Ok(bytes) => log::debug!("released {} MiB of zero guest pages at {:.1?}", bytes >> 20, started.elapsed()),
+        Err(e) => log::warn!("could not release zero guest pages: {e:#}"),
+    }
     log::info!("ready: database {:?} as {:?} in {}", config.database, config.username, config.data_dir);
     backend.serve()?;
     backend.shutdown()?;
