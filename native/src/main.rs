@@ -1,6 +1,7 @@
 //! pglite-port: configuration in, runtime up, frame loop, clean shutdown.
 
 use std::process::ExitCode;
+
 use anyhow::{Context, Result};
 use clap::Parser;
 use sha2::{Digest, Sha256};

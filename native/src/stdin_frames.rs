@@ -24,6 +24,8 @@ use crate::frontend_guard::{FrontendGuard, Verdict};
 use crate::interrupts::StatementClock;
 use crate::stdio_bridge::{EndReason, Input};
 
+/// The reader of fd 0, shared by the backend's thread (while it waits for input) and
+/// the statement watcher (while a statement runs).
 pub struct StdinFrames {
     reader: Mutex<Reader>,
     /// Frames the watcher read while a statement ran, and the end a signal asked for.
@@ -62,7 +64,7 @@ impl StdinFrames {
         std::thread::Builder::new()
             .name("statement-watch".into())
             .spawn(move || watcher.watch())
-            .context("spawn the cancel watcher")?;
+            .context("spawn the statement watcher")?;
 
         let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT])
             .context("install the SIGTERM/SIGINT handler")?;
@@ -82,16 +84,16 @@ impl StdinFrames {
     }
 
     /// The next input for the backend, blocking until there is one. Called on the
-    /// backend's thread when it waits for input.
+    /// backend's thread when it waits for input (after `queued` found nothing and the
+    /// reply so far was sent).
     pub fn next(&self) -> Input {
-        // (Callers first try `queued`, to send their reply before blocking.)
         loop {
-            if let Some(item) = self.pop() {
+            if let Some(item) = self.queued() {
                 return item;
             }
             let mut reader = lock(&self.reader);
             // The watcher may have queued a frame while we waited for the reader.
-            if let Some(item) = self.pop() {
+            if let Some(item) = self.queued() {
                 return item;
             }
             if reader.ended {
@@ -114,10 +116,6 @@ impl StdinFrames {
 
     /// An input already read (by the watcher) or queued (by a signal), if any.
     pub fn queued(&self) -> Option<Input> {
-        self.pop()
-    }
-
-    fn pop(&self) -> Option<Input> {
         lock(&self.queue).pop_front()
     }
 

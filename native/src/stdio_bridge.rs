@@ -3,9 +3,9 @@
 //! In stream mode PostgreSQL reads its client from fd 0 with blocking reads and writes
 //! replies to fd 1. The guest's stdin hands over the bytes of [`Input`]s from a
 //! [`Source`] (the port's stdin frames, or a list for `--sql`) and blocks when there are
-//! none. Output is gathered and
-//! sent as one frame when the backend is about to wait for input (its reply is complete),
-//! or when it grows large, so every request gets its whole reply without further input.
+//! none. Output is gathered and sent as one frame when the backend is about to wait for
+//! input (its reply is complete), or when it grows large, so every request gets its
+//! whole reply without further input.
 
 use std::collections::VecDeque;
 use std::io::{self, BufWriter, Write};
