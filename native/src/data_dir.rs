@@ -77,6 +77,7 @@ fn copy_into(fs: &dyn FileSystem, host: &Path, guest: &Path, rt: &tokio::runtime
             copy_into(fs, &entry.path(), &target, rt)?;
         } else {
             let data = fs::read(entry.path()).with_context(|| format!("read {}", entry.path().display()))?;
+            let data = written_part(&entry.file_name(), &data);
             let mut file = fs
                 .new_open_options()
                 .write(true)
@@ -84,10 +85,25 @@ fn copy_into(fs: &dyn FileSystem, host: &Path, guest: &Path, rt: &tokio::runtime
                 .truncate(true)
                 .open(&target)
                 .with_context(|| format!("create {} in memory", target.display()))?;
-            rt.block_on(file.write_all(&data)).with_context(|| format!("write {} into memory", target.display()))?;
+            rt.block_on(file.write_all(data)).with_context(|| format!("write {} into memory", target.display()))?;
         }
     }
     Ok(())
+}
+
+/// What of a file must be held in memory. For a WAL segment, its written part: the
+/// template's segment is 16 MiB of which 4.6 MiB hold WAL and the rest is the zeros
+/// PostgreSQL filled it with ahead of use. PostgreSQL reads no further than the end of
+/// the log and appends after it, so one zero WAL page is kept past the last record (the
+/// end of the log is found there) and the file grows as WAL is written.
+fn written_part<'a>(name: &std::ffi::OsStr, data: &'a [u8]) -> &'a [u8] {
+    const WAL_PAGE: usize = 8192;
+    let is_segment = name.len() == 24 && name.to_str().is_some_and(|n| n.bytes().all(|b| b.is_ascii_hexdigit()));
+    if !is_segment {
+        return data;
+    }
+    let used = data.iter().rposition(|&b| b != 0).map_or(0, |last| last + 1);
+    &data[..(used.next_multiple_of(WAL_PAGE) + WAL_PAGE).min(data.len())]
 }
 
 fn create_dir_all(fs: &dyn FileSystem, path: &Path) -> Result<()> {
@@ -154,6 +170,17 @@ fn initialise(path: &Path) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_the_written_part_of_a_wal_segment_is_kept() {
+        let mut segment = vec![0u8; 16 << 20];
+        segment[..20_000].fill(7);
+        let name = std::ffi::OsStr::new("000000010000000000000001");
+        // 20,000 bytes end in the third 8 KiB page; one zero page follows.
+        assert_eq!(written_part(name, &segment).len(), 4 * 8192);
+        let other = std::ffi::OsStr::new("pg_control");
+        assert_eq!(written_part(other, &segment).len(), segment.len());
+    }
 
     #[test]
     fn directory_is_created_from_template_and_locked() {

@@ -96,3 +96,20 @@ fn two_ports_starting_on_an_empty_cache_compile_once() {
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("cache shared"));
 }
+
+#[test]
+fn an_in_memory_instance_writes_wal_through_many_segments_and_checkpoints() {
+    // The in-memory WAL starts as the template segment's written part only.
+    let (code, out, err) = run(
+        &[
+            "--sql", "CREATE TABLE t AS SELECT g, repeat('x', 200) AS f FROM generate_series(1, 200000) g",
+            "--sql", "CHECKPOINT",
+            "--sql", "INSERT INTO t SELECT * FROM t",
+            "--sql", "CHECKPOINT",
+            "--sql", "SELECT count(*), pg_walfile_name(pg_current_wal_lsn()) > '000000010000000000000004' AS many FROM t",
+        ],
+        &[("PGLITE_DATA_DIR", "memory://")],
+    );
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.contains("400000 | t"), "{out}");
+}
