@@ -222,32 +222,12 @@ impl Backend {
     /// private anonymous mapping, so a released page reads back as zeros. Only while the
     /// guest does not run. Returns the bytes released.
     pub fn release_zero_pages(&mut self) -> Result<usize> {
-        const PAGE: usize = 4096;
         let view = self.env.data(&self.store).try_memory_view(&self.store).context("guest memory")?;
-        let (base, size) = (view.data_ptr() as usize, view.data_size() as usize);
-        let start = base.next_multiple_of(PAGE);
-        let end = (base + size) & !(PAGE - 1);
-        let mut released = 0;
-        let mut run: Option<usize> = None;
-        let mut page = start;
-        while page <= end {
-            // SAFETY: [page, page + PAGE) lies inside the guest's memory, which nothing
-            // touches while the guest does not run.
-            let zero = page < end && unsafe { std::slice::from_raw_parts(page as *const u64, PAGE / 8) }.iter().fold(0, |a, w| a | w) == 0;
-            match (zero, run) {
-                (true, None) => run = Some(page),
-                (false, Some(from)) => {
-                    // SAFETY: a page-aligned range of our own anonymous mapping, all zeros.
-                    if unsafe { libc::madvise(from as *mut libc::c_void, page - from, libc::MADV_DONTNEED) } == 0 {
-                        released += page - from;
-                    }
-                    run = None;
-                }
-                _ => {}
-            }
-            page += PAGE;
-        }
-        Ok(released)
+        // SAFETY: the guest's linear memory, which nothing touches while the guest does
+        // not run; Wasmer maps it private and anonymous.
+        let memory = unsafe { std::slice::from_raw_parts(view.data_ptr(), view.data_size() as usize) };
+        // SAFETY: as above.
+        Ok(unsafe { crate::memory_pages::release_zero_pages(memory) })
     }
 
     pub fn log_tail(&self) -> String {

@@ -10,6 +10,7 @@ pub mod frontend_guard;
 pub mod guest_fs;
 pub mod guest_symbols;
 pub mod interrupts;
+pub mod memory_pages;
 pub mod module_cache;
 pub mod pg_dump;
 pub mod session;

@@ -135,7 +135,8 @@ impl ModuleCache {
                         // Wasmer keeps the artifact for the module's lifetime but reads
                         // little of it after loading: give the pages back (they come
                         // back from the page cache if touched again).
-                        release_pages(&bytes);
+                        // SAFETY: a read-only private file mapping: pages refault from the file.
+                        unsafe { crate::memory_pages::release(&bytes) };
                         log::debug!("loaded {} in {:.1?}", path.display(), started.elapsed());
                         return Some(module);
                     }
@@ -156,17 +157,6 @@ fn map_file(path: &Path) -> Option<memmap2::Mmap> {
     let file = File::open(path).ok()?;
     // SAFETY: see `try_load`: cache files are replaced by rename, never modified.
     unsafe { memmap2::MmapOptions::new().map_copy_read_only(&file) }.ok()
-}
-
-fn release_pages(bytes: &[u8]) {
-    let page = 4096;
-    let start = (bytes.as_ptr() as usize).div_ceil(page) * page;
-    let end = (bytes.as_ptr() as usize + bytes.len()) / page * page;
-    if end > start {
-        // SAFETY: a whole-page range inside our read-only private file mapping; after
-        // MADV_DONTNEED its pages refault from the file with the same contents.
-        unsafe { libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_DONTNEED) };
-    }
 }
 
 fn check<'a>(bytes: &'a [u8], key: &[u8; 32]) -> std::result::Result<&'a [u8], &'static str> {
