@@ -67,9 +67,7 @@ defmodule PgliteEx.SessionState do
   """
   @spec listen_ops([{byte(), binary(), binary()}]) :: [{:listen | :unlisten, String.t()} | :unlisten_all]
   def listen_ops(messages) do
-    for text <- sql_texts(messages),
-        :binary.match(String.downcase(text, :ascii), "listen") != :nomatch,
-        [_, verb, name] <- Regex.scan(@listen, text) do
+    for text <- sql_texts(messages), [_, verb, name] <- Regex.scan(@listen, text) do
       case {String.downcase(verb), name} do
         {"unlisten", "*"} -> :unlisten_all
         {verb, name} -> {String.to_atom(verb), identifier(name)}

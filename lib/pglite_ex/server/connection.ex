@@ -231,12 +231,15 @@ defmodule PgliteEx.Server.Connection do
     batch = Statements.rewrite(messages, state.id, state.open)
     {batch, state} = with_deferred(batch, state)
 
+    session? = SessionState.may_change?(messages)
+
     meta =
       batch
       |> Map.take([:rfq, :open, :prepared, :closed, :deferrable])
       |> Map.merge(%{
-        session: SessionState.may_change?(messages),
-        listen: SessionState.listen_ops(messages),
+        session: session?,
+        # LISTEN and UNLISTEN change the session: no need to look for them otherwise.
+        listen: if(session?, do: SessionState.listen_ops(messages), else: []),
         cancellable: cancellable?(messages, batch)
       })
 
