@@ -378,7 +378,7 @@ defmodule PgliteEx do
   defp next(state), do: state
 
   defp write(state, payload, meta) do
-    Port.command(state.process.port, payload)
+    PortProcess.command(state.process, payload)
     %{state | expected: state.expected + meta.rfq, open: meta.open}
   end
 

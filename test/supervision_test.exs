@@ -28,6 +28,29 @@ defmodule Pglite.SupervisionTest do
   end
 
   @tag :tmp_dir
+  test "a query that reaches the instance after kill -9 closed the port, before it handled the exit, gets an error and the instance comes back",
+       %{tmp_dir: tmp} do
+    {:ok, pg} = Pglite.start_link(data_dir: Path.join(tmp, "db"))
+    backend = PgliteEx.Instance.backend(pg)
+    os_pid = PgliteEx.os_pid(backend)
+    port = Enum.find(Port.list(), &(Port.info(&1, :os_pid) == {:os_pid, os_pid}))
+
+    # Hold the instance so the query is in its mailbox before the port's exit message.
+    :ok = :sys.suspend(backend)
+    query = Task.async(fn -> Pglite.query(pg, "SELECT 1") end)
+    wait_until(fn -> {:message_queue_len, 1} == Process.info(backend, :message_queue_len) end)
+    kill9(os_pid)
+    wait_until(fn -> Port.info(port) == nil end)
+    :ok = :sys.resume(backend)
+
+    assert {:error, {:backend_down, reason}} = Task.await(query)
+    assert reason =~ "exited (status 137)"
+    assert Process.alive?(backend)
+    wait_until(fn -> match?({:ok, %{rows: [["1"]]}}, Pglite.query(pg, "SELECT 1")) end)
+    Pglite.stop(pg)
+  end
+
+  @tag :tmp_dir
   test "a restart that cannot succeed stops the instance with the port's reason instead of retrying for ever",
        %{tmp_dir: tmp} do
     Process.flag(:trap_exit, true)
@@ -55,6 +78,10 @@ defmodule Pglite.SupervisionTest do
     {:ok, pg} = Pglite.start_link(data_dir: dir)
     assert {:ok, %{rows: [["first"]]}} = Pglite.query(pg, "SELECT v FROM mine")
     Pglite.stop(pg)
+  end
+
+  defp wait_until(check) do
+    if check.(), do: :ok, else: Process.sleep(10) && wait_until(check)
   end
 
   defp wait_for_os_pid(backend) do

@@ -1,7 +1,8 @@
 defmodule PgliteEx.PortProcess do
   @moduledoc """
-  The `pglite-port` OS process: starting it and waiting for its ready frame, asking it
-  to cancel the running statement, stopping it, and reading its stderr log.
+  The `pglite-port` OS process: starting it and waiting for its ready frame, writing
+  frames to it, asking it to cancel the running statement, stopping it, and reading
+  its stderr log.
 
   stdout carries `{:packet, 4}` frames; stderr goes to a file in the instance's run
   directory, so a failed start can say why.
@@ -68,14 +69,36 @@ defmodule PgliteEx.PortProcess do
   Asks the port to cancel the statement the backend is running (a CancelRequest
   packet as a frame of its own; the port checks nothing else in it).
   """
-  @spec cancel(t()) :: true
-  def cancel(process), do: Port.command(process.port, <<16::32, 80_877_102::32, 0::32, 0::32>>)
+  @spec cancel(t()) :: :ok | :closed
+  def cancel(process), do: command(process, <<16::32, 80_877_102::32, 0::32, 0::32>>)
+
+  @doc """
+  Writes frames to the port. A port whose process has just died (kill -9) is closed
+  before its exit message is handled; writing to it is then not an error here
+  (`:closed`): that message, already on its way, says what happened.
+  """
+  @spec command(t(), iodata()) :: :ok | :closed
+  def command(process, payload) do
+    Port.command(process.port, payload)
+    :ok
+  rescue
+    ArgumentError -> :closed
+  end
 
   @doc "Sends Terminate (the port checkpoints and exits 0) and waits; kills it if it hangs."
   @spec stop(t()) :: :ok
   def stop(process) do
-    Port.command(process.port, Wire.terminate())
+    case command(process, Wire.terminate()) do
+      :ok -> await_exit(process)
+      # Its process is gone already: nothing to wait for or kill.
+      :closed -> :ok
+    end
 
+    File.rm(process.stderr_path)
+    :ok
+  end
+
+  defp await_exit(process) do
     receive do
       {port, {:exit_status, _}} when port == process.port -> :ok
     after
@@ -83,9 +106,6 @@ defmodule PgliteEx.PortProcess do
         Logger.error("pglite-port did not stop in time; killing it")
         kill(process)
     end
-
-    File.rm(process.stderr_path)
-    :ok
   end
 
   @doc "Forgets a port that has exited: removes its log."
