@@ -61,6 +61,13 @@ pub struct Config {
     #[arg(long)]
     pub precompile: bool,
 
+    /// Compile every bundled module (PostgreSQL, its extensions, pg_dump) for any CPU
+    /// of this architecture (x86-64-v2 or aarch64 NEON) into DIR, then exit. A
+    /// pglite-port loads modules from `pglite-modules/` beside its own binary before
+    /// its cache, so that a first start compiles nothing.
+    #[arg(long, value_name = "DIR", conflicts_with = "precompile")]
+    pub precompile_to: Option<std::path::PathBuf>,
+
     /// Run this SQL (repeatable) on the data directory, print the results, then exit.
     #[arg(long, value_name = "SQL")]
     pub sql: Vec<String>,

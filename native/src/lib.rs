@@ -13,6 +13,7 @@ pub mod interrupts;
 pub mod memory_pages;
 pub mod module_cache;
 pub mod pg_dump;
+pub mod precompile;
 pub mod session;
 pub mod side_modules;
 pub mod sql_cli;

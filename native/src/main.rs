@@ -13,7 +13,7 @@ use pglite_port::interrupts::StatementClock;
 use pglite_port::module_cache::{self, ModuleCache};
 use pglite_port::stdin_frames::StdinFrames;
 use pglite_port::stdio_bridge::{self, Source, StdoutFrames};
-use pglite_port::{assets, guest_fs, pg_dump, session, side_modules, sql_cli};
+use pglite_port::{assets, guest_fs, pg_dump, precompile, session, side_modules, sql_cli};
 
 fn main() -> ExitCode {
     let config = Config::parse();
@@ -47,7 +47,13 @@ fn run(config: &Config) -> Result<u8> {
     let phase = |name: &str| log::debug!("start-up: {name} done at {:.1?}", started.elapsed());
     let cache_dir = config.cache_dir();
     let runtime = assets::runtime(&cache_dir)?;
-    let modules = ModuleCache::new(cache_dir.join("modules"), module_cache::engine());
+    if let Some(dir) = &config.precompile_to {
+        let (fresh, kept) = precompile::into_dir(dir, &runtime)?;
+        eprintln!("pglite-port: {fresh} modules compiled, {kept} already there, in {}", dir.display());
+        return Ok(0);
+    }
+    let modules = ModuleCache::new(cache_dir.join("modules"), module_cache::engine())
+        .with_shipped(ModuleCache::shipped_beside_executable());
     if let (Some(out), Some(port)) = (&config.pg_dump, config.dump_port) {
         let target = pg_dump::Target {
             host: config.dump_host.clone(),

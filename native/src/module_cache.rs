@@ -1,11 +1,19 @@
 //! Compile a WebAssembly module once with Cranelift, keep the serialized artifact on
 //! disk, and load it on later starts.
 //!
-//! A cache file is only ever loaded if this program wrote it for exactly the same key
-//! (module hash, wasmer version, engine, target, CPU features) and its length and
-//! CRC-32 check out: `Module::deserialize` trusts its input, so anything else (a
-//! truncated, corrupt or foreign file) is removed and rebuilt. Files appear by atomic
-//! rename, and a lock file makes concurrent starts wait for one compile.
+//! Two places hold compiled modules, looked in in this order:
+//! - the *shipped* directory beside the binary (`pglite-modules/`), read-only, written
+//!   by `pglite-port --precompile-to` (the Mix compiler, a release build) for this
+//!   architecture's CPU baseline (x86-64-v2, or NEON on aarch64), so it loads on any
+//!   machine of the architecture and a first start compiles nothing;
+//! - the cache directory, written on demand for this very CPU.
+//!
+//! A file is only ever loaded if this program wrote it for exactly the same key
+//! (module hash, wasmer version, target, CPU features; the engine too for the cache)
+//! and its length and CRC-32 check out: `Module::deserialize` trusts its input, so
+//! anything else (a truncated, corrupt or foreign file) is skipped, and removed and
+//! rebuilt in the cache. Files appear by atomic rename, and a lock file makes
+//! concurrent starts wait for one compile.
 
 use std::fs::{self, File};
 use std::io::Write;
@@ -13,6 +21,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use sha2::{Digest, Sha256};
+use enumset::EnumSet;
+use wasmer::sys::CpuFeature;
 use wasmer::{Engine, Module};
 
 /// Must match the `=` pin of wasmer in Cargo.toml: artifacts are tied to it.
@@ -22,48 +32,92 @@ const MAGIC: &[u8; 8] = b"PGLMOD02";
 /// the artifact must start 64-byte aligned to be deserialized in place.
 const HEADER_LEN: usize = 64;
 
-/// The Cranelift engine with wasm exceptions on (PostgreSQL's longjmp needs them).
+/// The directory beside the binary that holds its shipped modules.
+pub const SHIPPED_DIR: &str = "pglite-modules";
+
+/// The Cranelift engine with wasm exceptions on (PostgreSQL's longjmp needs them),
+/// compiling for this CPU.
 pub fn engine() -> Engine {
+    engine_for(None)
+}
+
+/// The engine that compiles shipped modules: only CPU features every machine of this
+/// architecture has, so the code runs on any of them.
+pub fn portable_engine() -> Engine {
+    let target = wasmer::sys::Target::new(wasmer::sys::Triple::host(), portable_cpu_features());
+    engine_for(Some(target))
+}
+
+fn engine_for(target: Option<wasmer::sys::Target>) -> Engine {
     let mut features = wasmer::sys::Features::new();
     features.exceptions(true);
     wasmer::sys::EngineBuilder::new(wasmer::sys::Cranelift::default())
         .set_features(Some(features))
+        .set_target(target)
         .engine()
         .into()
+}
+
+/// x86-64-v2 (every x86-64 CPU since about 2009) or NEON (every aarch64 CPU).
+fn portable_cpu_features() -> EnumSet<CpuFeature> {
+    use CpuFeature::*;
+    match std::env::consts::ARCH {
+        "x86_64" => SSE2 | SSE3 | SSSE3 | SSE41 | SSE42 | POPCNT,
+        "aarch64" => EnumSet::only(NEON),
+        _ => EnumSet::empty(),
+    }
 }
 
 #[derive(Clone, Debug)]
 pub struct ModuleCache {
     dir: PathBuf,
     engine: Engine,
+    shipped: Option<PathBuf>,
 }
 
 /// How a module was obtained, for logs and the benchmark.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Source {
+    Shipped,
     Cache,
     Compiled,
 }
 
 impl ModuleCache {
     pub fn new(dir: PathBuf, engine: Engine) -> Self {
-        Self { dir, engine }
+        Self { dir, engine, shipped: None }
+    }
+
+    /// Looks in `dir` first for modules shipped with the binary.
+    pub fn with_shipped(self, dir: Option<PathBuf>) -> Self {
+        Self { shipped: dir, ..self }
+    }
+
+    /// `pglite-modules/` beside the running binary, if there is one.
+    pub fn shipped_beside_executable() -> Option<PathBuf> {
+        let exe = std::env::current_exe().ok()?;
+        let dir = exe.parent()?.join(SHIPPED_DIR);
+        dir.is_dir().then_some(dir)
     }
 
     pub fn engine(&self) -> &Engine {
         &self.engine
     }
 
-    /// Loads the module `name` whose WebAssembly bytes hash to `wasm_sha256`;
-    /// compiles `wasm()` and stores it when no valid cache entry exists.
+    /// Loads the module `name` whose WebAssembly bytes hash to `wasm_sha256` from the
+    /// shipped directory or the cache; compiles `wasm()` into the cache when neither
+    /// holds a valid one.
     pub fn load_or_compile(
         &self,
         name: &str,
         wasm_sha256: &str,
         wasm: impl FnOnce() -> Result<Vec<u8>>,
     ) -> Result<(Module, Source)> {
-        let (path, key) = self.entry(name, wasm_sha256);
-        if let Some(module) = self.try_load(&path, &key) {
+        if let Some(module) = self.load_shipped(name, wasm_sha256) {
+            return Ok((module, Source::Shipped));
+        }
+        let (path, key) = self.cache_entry(name, wasm_sha256);
+        if let Some(module) = self.load_cached(&path, &key) {
             return Ok((module, Source::Cache));
         }
         fs::create_dir_all(&self.dir)
@@ -73,83 +127,121 @@ impl ModuleCache {
             .with_context(|| format!("open cache lock {}", lock_path.display()))?;
         lock.lock().with_context(|| format!("lock {}", lock_path.display()))?;
         // Whoever held the lock before us may have just written it.
-        if let Some(module) = self.try_load(&path, &key) {
+        if let Some(module) = self.load_cached(&path, &key) {
             return Ok((module, Source::Cache));
         }
         if name == "pglite" {
             eprintln!("pglite-port: compiling PostgreSQL for this machine, once, ~10 s");
         }
-        let started = std::time::Instant::now();
-        let bytes = wasm()?;
-        let module = Module::new(&self.engine, &bytes).with_context(|| format!("compile {name}"))?;
-        log::info!("compiled {name} in {:.1?}", started.elapsed());
+        let module = compile(&self.engine, name, &wasm()?)?;
         let artifact = module.serialize().with_context(|| format!("serialize {name}"))?;
         write_atomically(&path, &key, &artifact)
             .with_context(|| format!("write module cache {}", path.display()))?;
         Ok((module, Source::Compiled))
     }
 
-    /// Loads `name` from the cache if a valid entry exists; never compiles.
+    /// Loads `name` if a valid shipped or cached file exists; never compiles.
     pub fn load(&self, name: &str, wasm_sha256: &str) -> Option<Module> {
-        let (path, key) = self.entry(name, wasm_sha256);
-        path.is_file().then(|| self.try_load(&path, &key)).flatten()
+        self.load_shipped(name, wasm_sha256).or_else(|| {
+            let (path, key) = self.cache_entry(name, wasm_sha256);
+            path.is_file().then(|| self.load_cached(&path, &key)).flatten()
+        })
     }
 
     /// Stores a module compiled elsewhere (by the runtime, for a dlopen).
     pub fn store(&self, name: &str, wasm_sha256: &str, module: &Module) -> Result<()> {
-        let (path, key) = self.entry(name, wasm_sha256);
+        let (path, key) = self.cache_entry(name, wasm_sha256);
         fs::create_dir_all(&self.dir).with_context(|| format!("create module cache {}", self.dir.display()))?;
         let artifact = module.serialize().with_context(|| format!("serialize {name}"))?;
         write_atomically(&path, &key, &artifact).with_context(|| format!("write module cache {}", path.display()))
     }
 
-    fn entry(&self, name: &str, wasm_sha256: &str) -> (PathBuf, [u8; 32]) {
-        let key = self.key(name, wasm_sha256);
-        (self.dir.join(format!("{name}-{}.module", &crate::assets::hex(&key)[..16])), key)
+    fn cache_entry(&self, name: &str, wasm_sha256: &str) -> (PathBuf, [u8; 32]) {
+        let cpu = format!("{:?} {}", CpuFeature::for_host(), self.engine.deterministic_id());
+        entry(&self.dir, name, wasm_sha256, &cpu)
     }
 
-    fn key(&self, name: &str, wasm_sha256: &str) -> [u8; 32] {
-        let cpu = wasmer::sys::CpuFeature::for_host();
-        let identity = format!(
-            "{}|{name}|{wasm_sha256}|wasmer {WASMER_VERSION}|{}|{}-{}|{cpu:?}",
-            String::from_utf8_lossy(MAGIC),
-            self.engine.deterministic_id(),
-            std::env::consts::ARCH,
-            std::env::consts::OS,
-        );
-        Sha256::digest(identity.as_bytes()).into()
-    }
-
-    fn try_load(&self, path: &Path, key: &[u8; 32]) -> Option<Module> {
-        let started = std::time::Instant::now();
-        let map = map_file(path)?;
-        let bytes = bytes::Bytes::from_owner(map);
-        match check(&bytes, key) {
-            Ok(_) => {
-                // SAFETY: the payload was written by `write_atomically` for this exact
-                // key (wasmer version, engine, CPU) and its CRC matches; cache files are
-                // only ever replaced by rename, never written in place, so the mapping
-                // stays as checked. Slicing hands it over without a copy.
-                match unsafe { Module::deserialize(&self.engine, bytes.slice(HEADER_LEN..)) } {
-                    Ok(module) => {
-                        // Wasmer keeps the artifact for the module's lifetime but reads
-                        // little of it after loading: give the pages back (they come
-                        // back from the page cache if touched again).
-                        // SAFETY: a read-only private file mapping: pages refault from the file.
-                        unsafe { crate::memory_pages::release(&bytes) };
-                        log::debug!("loaded {} in {:.1?}", path.display(), started.elapsed());
-                        return Some(module);
-                    }
-                    Err(e) => log::warn!("cache file {} did not load: {e}", path.display()),
-                }
-            }
-            Err(reason) => log::warn!("cache file {} rejected: {reason}", path.display()),
+    fn load_shipped(&self, name: &str, wasm_sha256: &str) -> Option<Module> {
+        let (path, key) = shipped_entry(self.shipped.as_deref()?, name, wasm_sha256);
+        if !path.is_file() {
+            return None;
         }
-        if let Err(e) = fs::remove_file(path) {
-            log::warn!("could not remove bad cache file {}: {e}", path.display());
+        // Never removed: the directory belongs to the installation, not to us.
+        load_checked(&self.engine, &path, &key)
+            .map_err(|reason| log::warn!("shipped module {} not used: {reason}", path.display()))
+            .ok()
+    }
+
+    fn load_cached(&self, path: &Path, key: &[u8; 32]) -> Option<Module> {
+        let reason = match load_checked(&self.engine, path, key) {
+            Ok(module) => return Some(module),
+            Err(reason) => reason,
+        };
+        if path.exists() {
+            log::warn!("cache file {} removed: {reason}", path.display());
+            if let Err(e) = fs::remove_file(path) {
+                log::warn!("could not remove bad cache file {}: {e}", path.display());
+            }
         }
         None
     }
+}
+
+/// Compiles `wasm` with the portable engine into `dir` (see [`SHIPPED_DIR`]) unless a
+/// sound file for it is there. Returns the file and whether it was compiled.
+pub fn ship(portable: &Engine, dir: &Path, name: &str, wasm_sha256: &str, wasm: impl FnOnce() -> Result<Vec<u8>>) -> Result<(PathBuf, bool)> {
+    let (path, key) = shipped_entry(dir, name, wasm_sha256);
+    if map_file(&path).is_some_and(|map| check(&map, &key).is_ok()) {
+        return Ok((path, false));
+    }
+    fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
+    let artifact = compile(portable, name, &wasm()?)?.serialize().with_context(|| format!("serialize {name}"))?;
+    write_atomically(&path, &key, &artifact).with_context(|| format!("write {}", path.display()))?;
+    Ok((path, true))
+}
+
+fn compile(engine: &Engine, name: &str, wasm: &[u8]) -> Result<Module> {
+    let started = std::time::Instant::now();
+    let module = Module::new(engine, wasm).with_context(|| format!("compile {name}"))?;
+    log::info!("compiled {name} in {:.1?}", started.elapsed());
+    Ok(module)
+}
+
+/// Shipped files name the CPU baseline, not an engine: any engine of this wasmer
+/// version loads them (wasmer itself refuses code for CPU features the host lacks).
+fn shipped_entry(dir: &Path, name: &str, wasm_sha256: &str) -> (PathBuf, [u8; 32]) {
+    entry(dir, name, wasm_sha256, &format!("portable {:?}", portable_cpu_features()))
+}
+
+/// The file for a module in `dir` and the key its header must carry.
+fn entry(dir: &Path, name: &str, wasm_sha256: &str, cpu: &str) -> (PathBuf, [u8; 32]) {
+    let identity = format!(
+        "{}|{name}|{wasm_sha256}|wasmer {WASMER_VERSION}|{}-{}|{cpu}",
+        String::from_utf8_lossy(MAGIC),
+        std::env::consts::ARCH,
+        std::env::consts::OS,
+    );
+    let key: [u8; 32] = Sha256::digest(identity.as_bytes()).into();
+    (dir.join(format!("{name}-{}.module", &crate::assets::hex(&key)[..16])), key)
+}
+
+fn load_checked(engine: &Engine, path: &Path, key: &[u8; 32]) -> std::result::Result<Module, String> {
+    let started = std::time::Instant::now();
+    let map = map_file(path).ok_or("cannot be opened")?;
+    let bytes = bytes::Bytes::from_owner(map);
+    check(&bytes, key)?;
+    // SAFETY: the payload was written by `write_atomically` for this exact key (wasmer
+    // version, target, CPU) and its CRC matches; module files are only ever replaced
+    // by rename, never written in place, so the mapping stays as checked. Slicing
+    // hands it over without a copy.
+    let module = unsafe { Module::deserialize(engine, bytes.slice(HEADER_LEN..)) }.map_err(|e| format!("did not load: {e}"))?;
+    // Wasmer keeps the artifact for the module's lifetime but reads little of it
+    // after loading: give the pages back (they come back from the page cache if
+    // touched again).
+    // SAFETY: a read-only private file mapping: pages refault from the file.
+    unsafe { crate::memory_pages::release(&bytes) };
+    log::debug!("loaded {} in {:.1?}", path.display(), started.elapsed());
+    Ok(module)
 }
 
 /// The cache file, mapped read-only (private: nothing we do reaches the file).

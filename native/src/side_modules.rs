@@ -15,7 +15,8 @@ use wasmer_wasix::runtime::module_cache::{CacheError, FallbackCache, ModuleCache
 use crate::assets::{hex, Runtime};
 use crate::module_cache::ModuleCache;
 
-const SIDE_MODULES: [&str; 2] = ["plpgsql", "dict_snowball"];
+/// Loaded at every start, so seeded into the runtime's memory cache by name.
+pub const SIDE_MODULES: [&str; 2] = ["plpgsql", "dict_snowball"];
 
 /// The runtime's module cache: memory first, then our disk cache.
 pub type SideModules = FallbackCache<SharedCache, OnDisk>;

@@ -1,4 +1,4 @@
-//! By hand: --help, --sql, --precompile, and the compiled-module cache.
+//! By hand: --help, --sql, --precompile, --precompile-to, and the compiled-module cache.
 
 mod support;
 use std::process::Command;
@@ -17,7 +17,7 @@ fn run(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
 fn help_lists_every_setting() {
     let (code, out, _) = run(&["--help"], &[]);
     assert_eq!(code, 0);
-    for name in ["PGLITE_DATA_DIR", "PGLITE_USERNAME", "PGLITE_DATABASE", "PGLITE_DEBUG", "PGLITE_WASM_PATH", "PGLITE_CACHE_DIR", "PGLITE_SHARED_BUFFERS", "--precompile", "--sql"] {
+    for name in ["PGLITE_DATA_DIR", "PGLITE_USERNAME", "PGLITE_DATABASE", "PGLITE_DEBUG", "PGLITE_WASM_PATH", "PGLITE_CACHE_DIR", "PGLITE_SHARED_BUFFERS", "--precompile", "--precompile-to", "--sql"] {
         assert!(out.contains(name), "--help lacks {name}");
     }
 }
@@ -95,6 +95,47 @@ fn two_ports_starting_on_an_empty_cache_compile_once() {
     let (code, out, err) = run(&["--sql", "SELECT 'cache shared'"], &[("PGLITE_CACHE_DIR", &cache_dir)]);
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("cache shared"));
+}
+
+#[test]
+fn modules_precompiled_beside_the_binary_make_a_first_start_compile_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let bin = tmp.path().join("bin/pglite-port");
+    std::fs::create_dir_all(bin.parent().unwrap()).unwrap();
+    std::fs::copy(BIN, &bin).unwrap();
+    let shipped = tmp.path().join("bin/pglite-modules");
+    let port = |args: &[&str], cache: &str| {
+        let out = Command::new(&bin).args(args).env("PGLITE_CACHE_DIR", cache).output().unwrap();
+        (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    let build_cache = dir_arg(&tmp.path().join("build-cache"));
+    let (code, _, err) = port(&["--precompile-to", shipped.to_str().unwrap()], &build_cache);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains(" 0 already there"), "{err}");
+    std::fs::write(shipped.join("side-0000000000000000.module"), "left by an older build").unwrap();
+    let (code, _, err) = port(&["--precompile-to", shipped.to_str().unwrap()], &build_cache);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains(": 0 modules compiled"), "a second run compiles nothing: {err}");
+    assert!(!shipped.join("side-0000000000000000.module").exists(), "stale files are removed");
+
+    // A machine that never compiled: PostgreSQL, plpgsql and an extension all load.
+    let fresh = dir_arg(&tmp.path().join("fresh-cache"));
+    let sql = ["--sql", "CREATE EXTENSION hstore", "--sql", "DO $$ BEGIN PERFORM 1; END $$", "--sql", "SELECT 'a=>1'::hstore -> 'a' AS v"];
+    let (code, out, err) = port(&sql, &fresh);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains(" 1\n"), "{out}");
+    assert!(!err.contains("compiling"), "{err}");
+    assert!(!tmp.path().join("fresh-cache/modules").exists(), "nothing went into the cache");
+
+    // A damaged shipped file is skipped, never trusted: the cache takes over.
+    let main = std::fs::read_dir(&shipped).unwrap().map(|e| e.unwrap().path()).find(|p| p.file_name().unwrap().to_str().unwrap().starts_with("pglite-")).unwrap();
+    let len = std::fs::metadata(&main).unwrap().len();
+    std::fs::OpenOptions::new().write(true).open(&main).unwrap().set_len(len - 1).unwrap();
+    let (code, out, err) = port(&["--sql", "SELECT 40 + 2"], &fresh);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("42"), "{out}");
+    assert!(err.contains("compiling PostgreSQL"), "{err}");
+    assert_eq!(std::fs::metadata(&main).unwrap().len(), len - 1, "left alone: it belongs to the installation");
 }
 
 #[test]
