@@ -27,7 +27,9 @@ defmodule Pglite.MixCompilerTest do
 
     {out, status} = System.cmd("mix", ["compile"], cd: @fixture, env: env, stderr_to_stdout: true)
     assert status == 0, out
-    assert out =~ "==> pglite: preparing PostgreSQL"
+    assert out =~ "==> pglite: compiling PostgreSQL's modules ahead of time"
+    modules = Path.join(@fixture, "_build/dev/lib/pglite/bin/pglite-modules")
+    assert length(File.ls!(modules)) > 30, "PostgreSQL, its extensions and pg_dump, compiled"
 
     {out, status} = System.cmd("mix", ["run", "-e", "HostApp.check()"], cd: @fixture, env: env, stderr_to_stdout: true)
     assert status == 0, out

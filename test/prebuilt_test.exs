@@ -1,7 +1,7 @@
 defmodule Pglite.PrebuiltTest do
   @moduledoc """
   Prebuilt binaries reach users: the Mix compiler downloads the artifact for this
-  target from a release page (here a local HTTP server serving build_release.sh's
+  target, and PostgreSQL compiled ahead of time for it, from a release page (here a local HTTP server serving build_release.sh's
   output), checks its SHA-256 against the package's pglite-port.checksums, and refuses a
   tampered file. The package copy has no Rust crate, so nothing can be built instead.
   """
@@ -36,6 +36,9 @@ defmodule Pglite.PrebuiltTest do
 
     app = host_app(tmp, pkg)
     cached = Path.join([:filename.basedir(:user_cache, ~c"pglite") |> to_string(), "bin", entry.name])
+    modules = Prebuilt.modules_entry(pkg, version, Executable.target_triple())
+    assert modules, "build_release.sh ships this target's compiled modules"
+    File.rm(Path.join(Path.dirname(cached), modules.name))
 
     {:ok, _} = Application.ensure_all_started(:inets)
     {:ok, server} = :inets.start(:httpd, port: 0, server_name: ~c"localhost", server_root: to_charlist(tmp),
@@ -62,6 +65,9 @@ defmodule Pglite.PrebuiltTest do
       {out, 0} = compile(app, "http://127.0.0.1:#{port}/release")
       assert out =~ "using the released pglite-port"
       assert File.read!(installed(app)) == :zlib.gunzip(good)
+      # PostgreSQL comes compiled too: nothing is compiled on this machine.
+      assert out =~ "using the released PostgreSQL modules"
+      assert out =~ ": 0 modules compiled"
       {out, 0} = System.cmd("mix", ["run", "-e", "HostApp.check()"], cd: app, stderr_to_stdout: true, env: [{"MIX_ENV", "dev"}])
       assert out =~ "answer: 42"
 
@@ -69,6 +75,7 @@ defmodule Pglite.PrebuiltTest do
       File.rm_rf!(Path.join(app, "_build"))
       {out, 0} = compile(app, "http://127.0.0.1:1/nowhere")
       assert out =~ "using the released pglite-port"
+      assert out =~ ": 0 modules compiled"
     after
       :inets.stop(:httpd, server)
     end

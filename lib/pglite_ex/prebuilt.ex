@@ -4,7 +4,10 @@ defmodule PgliteEx.Prebuilt do
   does it: the package carries `pglite-port.checksums` (SHA-256 of each target's
   artifact, in `sha256sum` format, written by `build_release.sh`); the Mix compiler
   downloads the artifact for this target from a base URL, refuses it unless its SHA-256
-  matches, and keeps it in the user cache directory.
+  matches, and keeps it in the user cache directory. The PostgreSQL modules compiled
+  ahead of time for the target (`pglite-port --precompile-to`) come the same way, as
+  `pglite-modules-<version>-<target triple>.tar.gz`, so that nothing is compiled on
+  the user's machine.
 
   The base URL is `PGLITE_DOWNLOAD_URL`, else the application environment
   `config :pglite, download_url: ...`, else the project's release page for this version.
@@ -21,15 +24,23 @@ defmodule PgliteEx.Prebuilt do
   @spec artifact_name(String.t(), String.t()) :: String.t()
   def artifact_name(version, triple), do: "pglite-port-#{version}-#{triple}.gz"
 
+  @doc "File name of the compiled-modules artifact for a version and target."
+  @spec modules_name(String.t(), String.t()) :: String.t()
+  def modules_name(version, triple), do: "pglite-modules-#{version}-#{triple}.tar.gz"
+
   @doc "The checksum file of a package root."
   @spec checksum_file(Path.t()) :: Path.t()
   def checksum_file(root), do: Path.join(root, @checksums)
 
-  @doc "The published artifact for this version and target, if the package lists one."
+  @doc "The published binary for this version and target, if the package lists one."
   @spec entry(Path.t(), String.t(), String.t()) :: entry() | nil
-  def entry(root, version, triple) do
-    name = artifact_name(version, triple)
+  def entry(root, version, triple), do: listed(root, artifact_name(version, triple))
 
+  @doc "The published compiled modules for this version and target, if the package lists them."
+  @spec modules_entry(Path.t(), String.t(), String.t()) :: entry() | nil
+  def modules_entry(root, version, triple), do: listed(root, modules_name(version, triple))
+
+  defp listed(root, name) do
     case File.read(checksum_file(root)) do
       {:ok, text} ->
         Enum.find_value(String.split(text, "\n"), fn line ->
@@ -71,6 +82,27 @@ defmodule PgliteEx.Prebuilt do
         File.rename!(cached <> ".part", cached)
         {:ok, cached}
       end
+    end
+  end
+
+  @doc """
+  Puts the modules of a verified modules artifact into the directory `dest`. Each file
+  is renamed into place, never overwritten: a running port maps the old ones.
+  """
+  @spec unpack_modules(Path.t(), Path.t()) :: :ok | {:error, term()}
+  def unpack_modules(artifact, dest) do
+    tmp = dest <> ".unpack"
+    File.rm_rf!(tmp)
+
+    with :ok <- :erl_tar.extract(to_charlist(artifact), [:compressed, cwd: to_charlist(tmp)]) do
+      File.mkdir_p!(dest)
+      # The archive holds a top-level pglite-modules/ directory.
+      for file <- File.ls!(Path.join(tmp, "pglite-modules")) do
+        File.rename!(Path.join([tmp, "pglite-modules", file]), Path.join(dest, file))
+      end
+
+      File.rm_rf!(tmp)
+      :ok
     end
   end
 

@@ -14,9 +14,11 @@ defmodule Mix.Tasks.Compile.PglitePort do
 
   A download that fails falls back to cargo when cargo and the crate are there; every
   other failure (checksum mismatch, no network and no cargo) stops with what to do.
-  The chosen binary is copied into the app's build directory, and
-  `pglite-port --precompile` compiles PostgreSQL for this machine once, so the first
-  start is fast.
+  The chosen binary is copied into the app's build directory, with the PostgreSQL
+  modules compiled ahead of time beside it in `pglite-modules/`: taken from the
+  prebuilt directory or the release (`pglite-modules-<version>-<triple>.tar.gz`, SHA-256
+  checked) when they are there, and whatever is missing compiled by
+  `pglite-port --precompile-to` (~10 s). So no start of the app compiles anything.
 
   Nothing happens when nothing changed.
   """
@@ -43,7 +45,9 @@ defmodule Mix.Tasks.Compile.PglitePort do
       File.cp!(source, dest <> ".new")
       File.chmod!(dest <> ".new", 0o755)
       File.rename!(dest <> ".new", dest)
-      precompile(dest)
+      modules = Path.join(Path.dirname(dest), "pglite-modules")
+      ship_modules(kind, root, triple, modules)
+      precompile(dest, modules)
       File.mkdir_p!(Path.dirname(manifest))
       File.write!(manifest, stamp)
       {:ok, []}
@@ -166,12 +170,40 @@ defmodule Mix.Tasks.Compile.PglitePort do
     Path.join([target_dir, "release", "pglite-port"])
   end
 
-  defp precompile(binary) do
-    Mix.shell().info("==> pglite: preparing PostgreSQL for this machine (once, ~10 s)")
+  # Modules compiled elsewhere for this target, when the binary's source has them.
+  defp ship_modules({:prebuilt, binary}, _root, _triple, modules) do
+    shipped = Path.join(Path.dirname(binary), "pglite-modules")
 
-    case System.cmd(binary, ["--precompile"], stderr_to_stdout: true) do
-      {_, 0} -> :ok
-      {out, status} -> Mix.raise("pglite: #{binary} --precompile failed (#{status}):\n#{out}")
+    if File.dir?(shipped) do
+      File.mkdir_p!(modules)
+
+      # Copy beside, then rename: a running instance maps the old files.
+      for file <- File.ls!(shipped) do
+        File.cp!(Path.join(shipped, file), Path.join(modules, file <> ".new"))
+        File.rename!(Path.join(modules, file <> ".new"), Path.join(modules, file))
+      end
+    end
+  end
+
+  defp ship_modules({:download, _}, root, triple, modules) do
+    with entry when entry != nil <- Prebuilt.modules_entry(root, version(), triple),
+         {:ok, artifact} <- Prebuilt.fetch(entry, version()),
+         :ok <- Prebuilt.unpack_modules(artifact, modules) do
+      Mix.shell().info("==> pglite: using the released PostgreSQL modules for #{triple} (SHA-256 checked)")
+    else
+      nil -> :ok
+      {:error, reason} -> Mix.shell().error("pglite: no released modules (#{inspect(reason)}); compiling them here")
+    end
+  end
+
+  defp ship_modules(:cargo, _root, _triple, _modules), do: :ok
+
+  defp precompile(binary, modules) do
+    Mix.shell().info("==> pglite: compiling PostgreSQL's modules ahead of time where missing (~10 s)")
+
+    case System.cmd(binary, ["--precompile-to", modules], stderr_to_stdout: true) do
+      {out, 0} -> Mix.shell().info("==> " <> (out |> String.trim() |> String.split("\n") |> List.last()))
+      {out, status} -> Mix.raise("pglite: #{binary} --precompile-to failed (#{status}):\n#{out}")
     end
   end
 end
