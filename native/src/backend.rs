@@ -94,6 +94,8 @@ struct Exports {
     main_loop: TypedFunction<(), ()>,
     send_ready: TypedFunction<(), ()>,
     recover_error: TypedFunction<(), ()>,
+    get_stack_pointer: TypedFunction<(), i32>,
+    set_stack_pointer: TypedFunction<i32, ()>,
     set_transport: TypedFunction<i32, i32>,
 }
 
@@ -264,11 +266,11 @@ impl Backend {
     /// Runs one query over the buffered transport (before stream mode starts).
     fn buffered_query(&mut self, sql: &str) -> Result<Vec<u8>> {
         self.push_input(&wire::query(sql))?;
-        if let Err(e) = self.x.main_loop.call(&mut self.store) {
-            match classify(&e) {
-                Trap::PgError => self.x.recover_error.call(&mut self.store).context("PostgresMainLongJmp")?,
-                _ => return Err(anyhow::Error::new(e).context("PostgresMainLoopOnce")),
-            }
+        match self.main_loop_once() {
+            Ok(None) => {}
+            Ok(Some(Trap::PgError)) => self.x.recover_error.call(&mut self.store).context("PostgresMainLongJmp")?,
+            Ok(Some(_)) => bail!("{sql}: the backend left its main loop"),
+            Err(e) => return Err(anyhow::Error::new(e).context("PostgresMainLoopOnce")),
         }
         let s = &mut self.store;
         self.x.send_ready.call(s).context("PostgresSendReadyForQueryIfNecessary")?;
@@ -301,17 +303,17 @@ impl Backend {
     /// Serves the stream until input ends. ERRORs are recovered in place.
     pub fn serve(&mut self) -> std::result::Result<(), BackendDied> {
         loop {
-            if let Err(e) = self.x.main_loop.call(&mut self.store) {
-                match classify(&e) {
-                    Trap::Alive => break,
-                    Trap::PgError => {
-                        if let Err(e) = self.x.recover_error.call(&mut self.store) {
-                            return Err(self.died(format!("error recovery failed: {}", e.message())));
-                        }
+            match self.main_loop_once() {
+                Ok(None) => {}
+                Ok(Some(Trap::Alive)) => break,
+                Ok(Some(Trap::PgError)) => {
+                    if let Err(e) = self.x.recover_error.call(&mut self.store) {
+                        return Err(self.died(format!("error recovery failed: {}", e.message())));
                     }
-                    Trap::Exit(code) => return Err(self.died(format!("exit status {code}"))),
-                    Trap::Other(message) => return Err(self.died(message)),
                 }
+                Ok(Some(Trap::Exit(code))) => return Err(self.died(format!("exit status {code}"))),
+                Ok(Some(Trap::Other(message))) => return Err(self.died(message)),
+                Err(e) => return Err(self.died(format!("reading the stack pointer failed: {}", e.message()))),
             }
             let s = &mut self.store;
             if let Err(e) = self.x.send_ready.call(s).and_then(|_| self.x.pq_flush.call(s)) {
@@ -320,6 +322,26 @@ impl Backend {
         }
         self.stdout.flush_frame().map_err(|e| self.died(format!("stdout: {e}")))?;
         Ok(())
+    }
+
+    /// One turn of PostgreSQL's main loop: None when it returned, else how it left.
+    ///
+    /// An ERROR leaves as a wasm exception, which unwinds the wasm frames but not the C
+    /// shadow stack (the `__stack_pointer` global): a native longjmp would restore it,
+    /// so this does, else every ERROR leaked the stack it was raised at and a few
+    /// thousand of them ran the stack into the heap (a hang or SIGSEGV).
+    fn main_loop_once(&mut self) -> std::result::Result<Option<Trap>, RuntimeError> {
+        let sp = self.x.get_stack_pointer.call(&mut self.store)?;
+        match self.x.main_loop.call(&mut self.store) {
+            Ok(()) => Ok(None),
+            Err(e) => {
+                let trap = classify(&e);
+                if matches!(trap, Trap::PgError) {
+                    self.x.set_stack_pointer.call(&mut self.store, sp)?;
+                }
+                Ok(Some(trap))
+            }
+        }
     }
 
     fn died(&mut self, reason: String) -> BackendDied {
@@ -450,6 +472,8 @@ impl Exports {
             main_loop: f(s, instance, "PostgresMainLoopOnce")?,
             send_ready: f(s, instance, "PostgresSendReadyForQueryIfNecessary")?,
             recover_error: f(s, instance, "PostgresMainLongJmp")?,
+            get_stack_pointer: f(s, instance, "__wasilibc_get_stack_pointer")?,
+            set_stack_pointer: f(s, instance, "__wasilibc_set_stack_pointer")?,
             set_transport: f(s, instance, "pgl_set_protocol_transport")?,
         })
     }

@@ -89,6 +89,36 @@ fn simple_queries_errors_transactions_and_savepoints() {
     assert_eq!(port.finish().0, 0);
 }
 
+/// An ERROR unwinds the guest's wasm frames but not its C stack; the port puts the
+/// stack pointer back, as longjmp would. Before that, ~7,000 errors ran the stack
+/// into the heap: the port hung or died with SIGSEGV.
+#[test]
+fn fifteen_thousand_errors_leave_the_backend_serving() {
+    let (mut port, _) = Port::ready("memory://");
+    let mut errors = 0;
+    // Batches of 100, read before the next: neither pipe ever fills.
+    for round in 0..150 {
+        let mut batch = Vec::new();
+        for i in 0..100 {
+            match (round + i) % 3 {
+                0 => batch.extend(query("SELECT 1/0")),
+                1 => batch.extend(query("SELECT * FROM no_such_table")),
+                _ => {
+                    batch.extend(parse("", "SELEKT 1", &[]));
+                    batch.extend(sync());
+                }
+            }
+        }
+        port.send(&batch);
+        for _ in 0..100 {
+            errors += port.until_ready().iter().filter(|m| m.tag == b'E').count();
+        }
+    }
+    assert_eq!(errors, 15_000);
+    assert_eq!(port.rows("SELECT 42"), vec![vec![Some("42".into())]]);
+    assert_eq!(port.finish().0, 0);
+}
+
 #[test]
 fn extended_protocol_binary_parameters_and_pipelining() {
     let (mut port, _) = Port::ready("memory://");
