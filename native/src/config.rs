@@ -12,8 +12,10 @@ use clap::Parser;
 /// PostgreSQL v3 frontend stream (no StartupMessage: the port opens its session itself).
 /// stdout: the first frame holds the session's startup reply (AuthenticationOk,
 /// ParameterStatus..., BackendKeyData, ReadyForQuery); later frames carry the backend's
-/// byte stream in order. A frame holding only a CancelRequest packet (16 bytes) cancels
-/// the statement the backend is running; the session's statement_timeout is enforced.
+/// byte stream in order; each request's reply is sent before the next frame runs. A
+/// frame holding only a CancelRequest packet (16 bytes) cancels the request in the
+/// stdin frames numbered by its pid..=key fields (every other frame counts, from 1), or
+/// whatever runs if both are 0; the session's statement_timeout is enforced.
 /// Logs go to stderr only.
 ///
 /// Exit status: 0 clean shutdown (stdin EOF, Terminate, SIGTERM/SIGINT); 1 start-up or

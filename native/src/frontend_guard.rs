@@ -13,9 +13,10 @@ pub enum Verdict {
     Forward { forward: usize, terminate: bool },
     /// Drop the whole frame and answer with an 08P01 ErrorResponse.
     Reject(String),
-    /// A CancelRequest packet, alone in its frame between messages: cancel the running
-    /// statement (pid and key are the front end's business).
-    Cancel,
+    /// A CancelRequest packet, alone in its frame between messages: cancel the request
+    /// in stdin frames `first..=last` (numbered from 1, every frame that is not a cancel
+    /// counts), taken from its pid and key fields; 0 and 0 mean whatever runs now.
+    Cancel { first: u32, last: u32 },
 }
 
 /// The CancelRequest packet: length 16, code 80877102, then pid and key.
@@ -32,7 +33,8 @@ pub struct FrontendGuard {
 impl FrontendGuard {
     pub fn inspect(&mut self, frame: &[u8]) -> Verdict {
         if self.header.is_empty() && self.body_left == 0 && frame.len() == 16 && frame.starts_with(&CANCEL_REQUEST) {
-            return Verdict::Cancel;
+            let field = |at: usize| u32::from_be_bytes([frame[at], frame[at + 1], frame[at + 2], frame[at + 3]]);
+            return Verdict::Cancel { first: field(8), last: field(12) };
         }
         let mut next = self.clone();
         let mut pos = 0;
@@ -116,8 +118,8 @@ mod tests {
     fn a_cancel_request_between_messages_is_a_cancel() {
         let mut g = FrontendGuard::default();
         let mut cancel = CANCEL_REQUEST.to_vec();
-        cancel.extend([0; 8]);
-        assert_eq!(g.inspect(&cancel), Verdict::Cancel);
+        cancel.extend([0, 0, 0, 7, 0, 0, 0, 9]);
+        assert_eq!(g.inspect(&cancel), Verdict::Cancel { first: 7, last: 9 });
         // Inside a message (here a CopyData body) the same bytes are data.
         let copy = message(b'd', &[0u8; 20]);
         assert!(matches!(g.inspect(&copy[..9]), Verdict::Forward { .. }));

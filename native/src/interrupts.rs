@@ -161,6 +161,31 @@ struct ClockState {
     busy_since: Option<Instant>,
     /// A cancel was raised for the current frame.
     raised: bool,
+    /// The number of the frame taken last.
+    frame: u32,
+    /// A cancel aimed at frames not taken yet (queued behind the current one).
+    pending: Option<(u32, u32)>,
+    /// The current frame's cancel came ahead of it: raised by the watcher, because
+    /// PostgreSQL drops a cancel that arrives while it reads its command.
+    deferred: bool,
+}
+
+/// Where frame `n` stands against the range `first..=last`, in wrapping arithmetic.
+fn position(n: u32, first: u32, last: u32) -> Ordering3 {
+    if (n.wrapping_sub(first) as i32) < 0 {
+        Ordering3::Before
+    } else if n.wrapping_sub(first) <= last.wrapping_sub(first) {
+        Ordering3::Inside
+    } else {
+        Ordering3::After
+    }
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Ordering3 {
+    Before,
+    Inside,
+    After,
 }
 
 /// Follows whether the backend is working on a frame, for cancels and timeouts.
@@ -178,10 +203,23 @@ impl StatementClock {
         f(&mut st)
     }
 
-    /// The backend took a new frame: a new request starts, and a cancel raised for the
-    /// previous one is withdrawn.
-    pub fn frame_taken(&self) {
+    /// The backend took frame `number`: a new request starts, a cancel raised for the
+    /// previous one is withdrawn, and one aimed at this frame ahead of time is raised.
+    pub fn frame_taken(&self, number: u32) {
         self.between_requests(Some(Instant::now()));
+        self.with(|st| {
+            st.frame = number;
+            if let Some((first, last)) = st.pending {
+                match position(number, first, last) {
+                    Ordering3::Before => {}
+                    Ordering3::Inside => {
+                        st.pending = None;
+                        st.deferred = true;
+                    }
+                    Ordering3::After => st.pending = None,
+                }
+            }
+        });
     }
 
     /// True while the backend works on a frame (from `frame_taken` to `idle`).
@@ -202,40 +240,81 @@ impl StatementClock {
                 }
             }
             st.busy_since = busy_since;
+            st.deferred = false;
         });
     }
 
-    /// A CancelRequest: cancels the running request, if any.
-    pub fn cancel(&self) {
-        self.with(|st| match (&st.interrupts, st.busy_since) {
-            (Some(i), Some(_)) => {
-                log::debug!("cancel requested");
-                i.cancel(Reason::User);
-                st.raised = true;
-            }
-            _ => log::debug!("cancel requested while idle: ignored"),
-        });
-    }
-
-    /// Cancels the running statement if it has run past the session's
-    /// statement_timeout; returns how long until it should be called again.
-    pub fn check_timeout(&self) -> Duration {
-        self.with(|st| match (&st.interrupts, st.busy_since, st.raised) {
-            (Some(i), Some(since), false) => {
-                let limit = Duration::from_millis(i.statement_timeout_ms());
-                let elapsed = since.elapsed();
-                if !limit.is_zero() && elapsed >= limit {
-                    log::debug!("statement_timeout ({limit:?}) reached");
-                    i.cancel(Reason::StatementTimeout);
-                    st.raised = true;
-                    TICK
-                } else if !limit.is_zero() {
-                    (limit - elapsed).min(TICK)
-                } else {
-                    TICK
+    /// A CancelRequest for the request in frames `first..=last` (0, 0: whatever runs):
+    /// cancels it if it runs, remembers it if it is still queued, else ignores it, so a
+    /// cancel never hits another client's request.
+    pub fn cancel(&self, first: u32, last: u32) {
+        self.with(|st| {
+            let aim = if (first, last) == (0, 0) { Ordering3::Inside } else { position(st.frame, first, last) };
+            match aim {
+                Ordering3::Inside if st.busy_since.is_some() => raise(st),
+                Ordering3::Before => {
+                    log::debug!("cancel for frames {first}..={last} kept until they run");
+                    st.pending = Some((first, last));
                 }
+                _ => log::debug!("cancel requested with nothing of it running: ignored"),
             }
-            _ => TICK,
+        });
+    }
+
+    /// Raises a cancel that came ahead of the running frame, or cancels the running
+    /// statement if it has run past the session's statement_timeout; returns how long
+    /// until it should be called again.
+    pub fn check_timeout(&self) -> Duration {
+        self.with(|st| {
+            if std::mem::take(&mut st.deferred) && st.busy_since.is_some() {
+                raise(st);
+                return TICK;
+            }
+            statement_timeout(st)
         })
+    }
+}
+
+/// Cancels the running statement if it has run past the session's statement_timeout.
+fn statement_timeout(st: &mut ClockState) -> Duration {
+    match (&st.interrupts, st.busy_since, st.raised) {
+        (Some(i), Some(since), false) => {
+            let limit = Duration::from_millis(i.statement_timeout_ms());
+            let elapsed = since.elapsed();
+            if !limit.is_zero() && elapsed >= limit {
+                log::debug!("statement_timeout ({limit:?}) reached");
+                i.cancel(Reason::StatementTimeout);
+                st.raised = true;
+                TICK
+            } else if !limit.is_zero() {
+                (limit - elapsed).min(TICK)
+            } else {
+                TICK
+            }
+        }
+        _ => TICK,
+    }
+}
+
+fn raise(st: &mut ClockState) {
+    if let Some(i) = &st.interrupts {
+        log::debug!("cancel requested");
+        i.cancel(Reason::User);
+        st.raised = true;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frame_positions_wrap_around() {
+        assert_eq!(position(5, 7, 9), Ordering3::Before);
+        assert_eq!(position(8, 7, 9), Ordering3::Inside);
+        assert_eq!(position(10, 7, 9), Ordering3::After);
+        assert_eq!(position(u32::MAX, 1, 2), Ordering3::Before);
+        assert_eq!(position(1, u32::MAX, 1), Ordering3::Inside);
+        assert_eq!(position(2, u32::MAX, 1), Ordering3::After);
     }
 }

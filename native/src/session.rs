@@ -40,7 +40,7 @@ pub fn open(
 
 /// Runs each statement as a simple Query and returns the backend's whole reply.
 pub fn run_statements(host: &Host, database: &str, statements: &[String]) -> Result<Vec<u8>> {
-    let mut inputs: VecDeque<Input> = statements.iter().map(|sql| Input::Data(wire::query(sql))).collect();
+    let mut inputs: VecDeque<Input> = statements.iter().zip(1..).map(|(sql, n)| Input::Data(wire::query(sql), n)).collect();
     inputs.push_back(Input::End(EndReason::Eof));
     let collected = Collect::default();
     let (mut backend, _) = open(host, database, Source::List(inputs), Box::new(collected.clone()), StatementClock::default())?;

@@ -40,6 +40,8 @@ struct Reader {
     stdin: ManuallyDrop<File>,
     guard: FrontendGuard,
     ended: bool,
+    /// The number of the last frame read that was not a cancel.
+    numbered: u32,
 }
 
 impl StdinFrames {
@@ -57,6 +59,7 @@ impl StdinFrames {
             stdin: ManuallyDrop::new(unsafe { File::from_raw_fd(0) }),
             guard: FrontendGuard::default(),
             ended: false,
+            numbered: 0,
         };
         let frames = Arc::new(Self { reader: Mutex::new(reader), queue: Mutex::default(), wake, clock });
 
@@ -160,19 +163,24 @@ impl Reader {
     fn read_one(&mut self, clock: &StatementClock) -> Vec<Input> {
         let item = match read_frame(&mut *self.stdin) {
             Ok(ReadFrame::Frame(mut frame)) => match self.guard.inspect(&frame) {
-                Verdict::Forward { terminate: false, .. } if frame.is_empty() => return Vec::new(),
-                Verdict::Forward { terminate: false, .. } => Input::Data(frame),
+                Verdict::Cancel { first, last } => {
+                    clock.cancel(first, last);
+                    return Vec::new();
+                }
+                Verdict::Forward { terminate: false, .. } if frame.is_empty() => {
+                    self.number();
+                    return Vec::new();
+                }
+                Verdict::Forward { terminate: false, .. } => Input::Data(frame, self.number()),
                 Verdict::Forward { forward, terminate: true } => {
                     frame.truncate(forward);
                     self.ended = true;
-                    let data = (!frame.is_empty()).then(|| Input::Data(frame));
+                    let number = self.number();
+                    let data = (!frame.is_empty()).then(|| Input::Data(frame, number));
                     return data.into_iter().chain([Input::End(EndReason::Terminate)]).collect();
                 }
-                Verdict::Cancel => {
-                    clock.cancel();
-                    return Vec::new();
-                }
                 Verdict::Reject(reason) => {
+                    self.number();
                     log::warn!("refused a stdin frame: {reason}");
                     Input::Reject(reason)
                 }
@@ -186,6 +194,13 @@ impl Reader {
         };
         self.ended |= matches!(item, Input::End(_));
         vec![item]
+    }
+
+    /// Numbers the frame just read (every frame but a cancel): the front end counts its
+    /// frames the same way to aim its cancels.
+    fn number(&mut self) -> u32 {
+        self.numbered = self.numbered.wrapping_add(1);
+        self.numbered
     }
 
     fn fail(&mut self, e: io::Error) -> Input {

@@ -26,7 +26,8 @@ const FLUSH_THRESHOLD: usize = 256 * 1024;
 /// One item for the guest's stdin.
 #[derive(Debug)]
 pub enum Input {
-    Data(Vec<u8>),
+    /// A frame's bytes and its number (see [`crate::frontend_guard::Verdict::Cancel`]).
+    Data(Vec<u8>, u32),
     /// A frame refused by the [`FrontendGuard`]: answer 08P01 when the backend is idle.
     Reject(String),
     End(EndReason),
@@ -255,18 +256,19 @@ impl GuestStdin {
             if st.ended.is_some() {
                 return Ok(0);
             }
+            // What the last frame asked for is answered: send it before the next one
+            // runs, which may be another client's request queued right behind.
+            self.stdout.flush_frame()?;
             let next = match st.source.ready() {
                 Some(item) => item,
                 None => {
-                    // The backend waits for input: its reply is complete, send it.
                     self.clock.idle();
-                    self.stdout.flush_frame()?;
                     st.source.wait()
                 }
             };
             match next {
-                Input::Data(bytes) => {
-                    self.clock.frame_taken();
+                Input::Data(bytes, number) => {
+                    self.clock.frame_taken(number);
                     st.current = bytes;
                     st.pos = 0;
                 }

@@ -298,9 +298,15 @@ fn the_session_belongs_to_the_configured_user() {
 
 /// A CancelRequest packet as a frame of its own (pid and key are the front end's).
 fn cancel_request() -> Vec<u8> {
+    cancel_frames(0, 0)
+}
+
+/// A CancelRequest aimed at the request in stdin frames `first..=last`.
+fn cancel_frames(first: u32, last: u32) -> Vec<u8> {
     let mut packet = 16u32.to_be_bytes().to_vec();
     packet.extend(80_877_102u32.to_be_bytes());
-    packet.extend([0u8; 8]);
+    packet.extend(first.to_be_bytes());
+    packet.extend(last.to_be_bytes());
     packet
 }
 
@@ -363,5 +369,32 @@ fn frames_sent_while_a_statement_runs_wait_their_turn_and_a_cancel_still_gets_th
     let reply = port.until_ready();
     let row = reply.iter().find(|m| m.tag == b'D').expect("a row for SELECT 5");
     assert!(row.body.ends_with(b"5"), "{:?}", row.body);
+    assert_eq!(port.finish().0, 0);
+}
+
+/// The front end writes the next client's request behind the running one; a cancel for
+/// either must reach that one only.
+#[test]
+fn a_cancel_aimed_at_frames_hits_only_the_request_in_them() {
+    let (mut port, _) = Port::ready("memory://");
+    let short = "SELECT count(*) FROM generate_series(1, 2000000)";
+    port.send(&query(short)); // frame 1
+    port.send(&query(short)); // frame 2, queued behind it
+    // Aimed at frame 2 while frame 1 runs: kept until frame 2 starts.
+    port.send(&cancel_frames(2, 2));
+    let first = port.until_ready();
+    assert!(first.iter().all(|m| m.tag != b'E'), "frame 1 ran to its end: {first:?}");
+    assert_eq!(error_of(&port.until_ready()).0.as_deref(), Some("57014"));
+
+    port.send(&query(LONG)); // frame 3
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    // Aimed at finished frames: ignored; aimed at frame 3: cancels it.
+    port.send(&cancel_frames(1, 2));
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    port.send(&cancel_frames(3, 3));
+    let started = std::time::Instant::now();
+    assert_eq!(error_of(&port.until_ready()).0.as_deref(), Some("57014"));
+    assert!(started.elapsed() < std::time::Duration::from_secs(5), "cancelled, not run to its end");
+    assert_eq!(port.rows("SELECT 6"), vec![vec![Some("6".into())]]);
     assert_eq!(port.finish().0, 0);
 }
