@@ -13,6 +13,12 @@ defmodule PgliteEx do
   Clients call `submit/3` with whole frontend messages and a note of what they mean;
   the backend's replies come back as `{:pglite_backend, pid, iodata}` messages.
 
+  When everything the holder has in flight surely ends its turn (`:ends_turn`, see
+  `PgliteEx.Server.TurnEnd`) and the next waiting client needs nothing done between
+  turns, that client's request is written to the port right behind it: the backend
+  goes on to it without waiting for the BEAM, and the replies are told apart by their
+  ReadyForQuery count. A cancel names the port frames of the request it is for.
+
   ## Between turns
 
   Work of the house runs between turns, never inside one:
@@ -59,7 +65,8 @@ defmodule PgliteEx do
           optional(:deferrable) => boolean(),
           optional(:session) => boolean(),
           optional(:listen) => list(),
-          optional(:cancellable) => boolean()
+          optional(:cancellable) => boolean(),
+          optional(:ends_turn) => boolean()
         }
 
   @typedoc "How `submit/3` ends for a payload that was not run."
@@ -90,7 +97,16 @@ defmodule PgliteEx do
     # The settings the backend's session has now (:unknown after a failed restore).
     applied: %{},
     idle_timer: nil,
-    restarts: 0
+    restarts: 0,
+    # The number of the last frame written to the port (PortProcess.next_frame/1), and
+    # of the first frame of the holder's turn: cancels are aimed at frames.
+    written: 0,
+    turn_first: 1,
+    # Everything the holder has in flight ends its turn (PgliteEx.Server.TurnEnd).
+    closing: false,
+    # The next client's request, written to the port behind the holder's last one:
+    # nil | %{pid: pid, meta: meta, frame: n, gone: nil | client}
+    ahead: nil
   ]
 
   ## API
@@ -183,9 +199,9 @@ defmodule PgliteEx do
     state = note_submit(state, pid, meta)
 
     cond do
-      state.holder == {:client, pid} ->
+      state.holder == {:client, pid} and state.ahead == nil ->
         # Activity: the holder's idle time starts again.
-        {:reply, :ok, state |> stop_idle_timer() |> write(payload, meta) |> arm_idle_timer()}
+        {:reply, :ok, state |> stop_idle_timer() |> write(payload, meta) |> maybe_ahead() |> arm_idle_timer()}
 
       Map.get(meta, :deferrable, false) and not (state.holder == nil and :queue.is_empty(state.queue)) ->
         {:reply, :deferred, state}
@@ -214,9 +230,8 @@ defmodule PgliteEx do
   def handle_info({port, {:data, frame}}, %{process: %{port: port}} = state) do
     {:ok, messages, rest} = Wire.split(state.buffer <> frame)
     {notifications, messages} = Enum.split_with(messages, &match?({?A, _, _}, &1))
-    state = Enum.reduce(messages, %{state | buffer: rest}, &track/2)
     notify(state, notifications)
-    state = deliver(state, messages)
+    state = route(messages, %{state | buffer: rest}, [])
     {:noreply, state |> maybe_release() |> arm_idle_timer()}
   end
 
@@ -273,6 +288,42 @@ defmodule PgliteEx do
   def handle_info({:EXIT, port, _reason}, state) when is_port(port), do: {:noreply, state}
   def handle_info({:EXIT, _pid, reason}, state), do: {:stop, reason, state}
   def handle_info(_other, state), do: {:noreply, state}
+
+  # Replies go to the holder until its last ReadyForQuery; the rest belong to the
+  # request written ahead, whose client holds the backend from then on.
+  defp route([], state, acc), do: deliver(state, Enum.reverse(acc))
+
+  defp route([message | rest], state, acc) do
+    state = track(message, state)
+
+    if state.expected == 0 and state.ahead != nil do
+      state |> deliver(Enum.reverse([message | acc])) |> promote() |> then(&route(rest, &1, []))
+    else
+      route(rest, state, [message | acc])
+    end
+  end
+
+  # The holder's turn ended with a request written behind it: its client holds now.
+  defp promote(%{ahead: ahead, holder: {:client, before}} = state) do
+    # A session change seen only in the reply (ParameterStatus from a function) came too
+    # late to be captured before the next request ran: restore before the next turn.
+    state = if match?(%{^before => %{dirty: true}}, state.clients), do: %{state | applied: :unknown}, else: state
+
+    state = %{
+      state
+      | ahead: nil,
+        holder: {:client, ahead.pid},
+        turn_first: ahead.frame,
+        expected: ahead.meta.rfq,
+        open: ahead.meta.open,
+        closing: Map.get(ahead.meta, :ends_turn, false)
+    }
+
+    case ahead.gone do
+      nil -> maybe_ahead(state)
+      client -> holder_gone(state, ahead.pid, client)
+    end
+  end
 
   # Follow the backend's state: replies still owed, transaction status, COPY IN.
   defp track({?Z, <<status>>, _}, state),
@@ -361,7 +412,8 @@ defmodule PgliteEx do
         if settings == state.applied do
           cancel_timer(timer)
           GenServer.reply(from, :ok)
-          write(%{state | queue: queue, holder: {:client, pid}}, payload, meta)
+          state = %{state | queue: queue, holder: {:client, pid}, turn_first: PortProcess.next_frame(state.written)}
+          state |> write(payload, meta) |> maybe_ahead()
         else
           run_chore(%{state | queue: :queue.in_r(item, queue)}, {:apply, settings, pid})
         end
@@ -375,12 +427,35 @@ defmodule PgliteEx do
     end
   end
 
-  defp next(state), do: state
+  defp next(state), do: maybe_ahead(state)
 
   defp write(state, payload, meta) do
-    PortProcess.command(state.process, payload)
-    %{state | expected: state.expected + meta.rfq, open: meta.open}
+    closing = Map.get(meta, :ends_turn, false) and (state.expected == 0 or state.closing)
+    %{send_frame(state, payload) | expected: state.expected + meta.rfq, open: meta.open, closing: closing}
   end
+
+  defp send_frame(state, payload) do
+    PortProcess.command(state.process, payload)
+    %{state | written: PortProcess.next_frame(state.written)}
+  end
+
+  # Writes the next waiting client's request behind the holder's, when the holder's
+  # turn surely ends with the backend idle and nothing is to be done between the turns.
+  defp maybe_ahead(%{holder: {:client, holder}, ahead: nil, chores: [], closing: true, status: ?I, in_copy: false} = state)
+       when state.expected > 0 do
+    with {{:value, {:submit, {pid, _} = from, payload, meta, timer}}, queue} when pid != holder <- :queue.out(state.queue),
+         %{^pid => %{settings: settings}} when settings == state.applied <- state.clients,
+         false <- match?(%{^holder => %{dirty: true}}, state.clients) do
+      cancel_timer(timer)
+      GenServer.reply(from, :ok)
+      state = send_frame(%{state | queue: queue}, payload)
+      %{state | ahead: %{pid: pid, meta: meta, frame: state.written, gone: nil}}
+    else
+      _ -> state
+    end
+  end
+
+  defp maybe_ahead(state), do: state
 
   # A chore with nothing to send is done at once.
   defp run_chore(state, chore) do
@@ -499,7 +574,12 @@ defmodule PgliteEx do
   end
 
   defp cancel_client(%{holder: {:client, pid}, expected: n} = state, pid, _code, _message) when n > 0 do
-    PortProcess.cancel(state.process)
+    PortProcess.cancel(state.process, state.turn_first, holder_last_frame(state))
+    state
+  end
+
+  defp cancel_client(%{ahead: %{pid: pid, frame: frame}} = state, pid, _code, _message) do
+    PortProcess.cancel(state.process, frame, frame)
     state
   end
 
@@ -595,22 +675,47 @@ defmodule PgliteEx do
   defp client_gone(state, pid, client) do
     queue = :queue.filter(fn item -> not match?({:submit, {^pid, _}, _, _, _}, item) end, state.queue)
     state = %{state | queue: queue}
-    drops = for sql <- SessionState.drop_statements(client.objects), do: {:sql, sql}
-    leftovers = drops ++ unlisten_leftovers(state, client)
 
-    if state.holder == {:client, pid} do
-      # Nobody will read the answer of a statement still running: stop it.
-      if state.expected > 0 and not state.in_copy, do: PortProcess.cancel(state.process)
-      token = "pglite-barrier-#{System.unique_integer([:positive])}"
-      chores = [{:barrier, token}, :rollback, {:close, client.statements} | leftovers]
-      state = %{state | holder: nil, chores: chores ++ state.chores, expected: 0, open: false}
-      # Replies still owed to the vanished client arrive before the barrier's and are dropped.
-      next(state)
-    else
-      chores = [{:close, client.statements} | leftovers]
-      next(%{state | chores: state.chores ++ chores})
+    cond do
+      # Its request is in the port already: cleaned up when its turn comes.
+      match?(%{pid: ^pid}, state.ahead) ->
+        %{state | ahead: %{state.ahead | gone: client}}
+
+      # Its turn ends by itself, and the request behind it is not its own: stop what
+      # runs, let its last replies go nowhere, clean up after the next turn.
+      state.holder == {:client, pid} and state.ahead != nil ->
+        if state.expected > 0, do: PortProcess.cancel(state.process, state.turn_first, holder_last_frame(state))
+        %{state | chores: state.chores ++ cleanup_chores(state, client)}
+
+      state.holder == {:client, pid} ->
+        holder_gone(state, pid, client)
+
+      true ->
+        next(%{state | chores: state.chores ++ cleanup_chores(state, client)})
     end
   end
+
+  # The holder went away in the middle of anything (a COPY, a transaction, a sequence).
+  defp holder_gone(state, _pid, client) do
+    # Nobody will read the answer of a statement still running: stop it.
+    if state.expected > 0 and not state.in_copy,
+      do: PortProcess.cancel(state.process, state.turn_first, holder_last_frame(state))
+
+    token = "pglite-barrier-#{System.unique_integer([:positive])}"
+    chores = [{:barrier, token}, :rollback | cleanup_chores(state, client)]
+    # Replies still owed to the vanished client arrive before the barrier's and are dropped.
+    next(%{state | holder: nil, chores: chores ++ state.chores, expected: 0, open: false, closing: false})
+  end
+
+  defp cleanup_chores(state, client) do
+    drops = for sql <- SessionState.drop_statements(client.objects), do: {:sql, sql}
+    [{:close, client.statements} | drops] ++ unlisten_leftovers(state, client)
+  end
+
+  # The holder's frames end where the request written ahead of its turn's end begins.
+  defp holder_last_frame(%{ahead: %{frame: 1}}), do: 0xFFFFFFFF
+  defp holder_last_frame(%{ahead: %{frame: frame}}), do: frame - 1
+  defp holder_last_frame(state), do: state.written
 
   # A departing client's channels that nobody else wants are unlistened.
   defp unlisten_leftovers(state, client) do
@@ -674,7 +779,10 @@ defmodule PgliteEx do
         open: false,
         in_copy: false,
         applied: %{},
-        idle_timer: nil
+        idle_timer: nil,
+        written: 0,
+        closing: false,
+        ahead: nil
     }
   end
 

@@ -74,6 +74,14 @@ defmodule Pglite.ManyClientsTest do
     assert out =~ "channels left 0"
   end
 
+  test "requests queued right behind another client's get their own replies; a cancel or disconnect hits only its own",
+       %{pg: pg} do
+    {out, 0} = python(pg, "queued_behind")
+    assert out =~ "misrouted replies: 0 []"
+    assert out =~ "holder: 5000000 canceled behind it: 57014"
+    assert out =~ "holder after a disconnect behind it: 5000000 next: served"
+  end
+
   test "a CancelRequest cancels the running statement with 57014; statement_timeout works; the connection goes on",
        %{pg: pg} do
     {out, 0} = python(pg, "cancel")

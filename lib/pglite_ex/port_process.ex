@@ -66,11 +66,19 @@ defmodule PgliteEx.PortProcess do
   defp startup_error(status, tail), do: {:port_exited, status, tail}
 
   @doc """
-  Asks the port to cancel the statement the backend is running (a CancelRequest
-  packet as a frame of its own; the port checks nothing else in it).
+  Asks the port to cancel the request that came in frames `first..last` (numbered
+  from 1 in the order written, cancels not counted; see `next_frame/1`): a
+  CancelRequest packet as a frame of its own, whose pid and key fields carry the two
+  numbers. The port cancels it if it runs, when it starts if it is still queued, and
+  ignores the cancel if it has finished, so it never hits another client's request.
   """
-  @spec cancel(t()) :: :ok | :closed
-  def cancel(process), do: command(process, <<16::32, 80_877_102::32, 0::32, 0::32>>)
+  @spec cancel(t(), pos_integer(), pos_integer()) :: :ok | :closed
+  def cancel(process, first, last), do: command(process, <<16::32, 80_877_102::32, first::32, last::32>>)
+
+  @doc "The number the port gives the frame written after frame `n` (0: none yet)."
+  @spec next_frame(non_neg_integer()) :: pos_integer()
+  def next_frame(n) when n >= 0xFFFFFFFF, do: 1
+  def next_frame(n), do: n + 1
 
   @doc """
   Writes frames to the port. A port whose process has just died (kill -9) is closed

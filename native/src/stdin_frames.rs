@@ -197,9 +197,10 @@ impl Reader {
     }
 
     /// Numbers the frame just read (every frame but a cancel): the front end counts its
-    /// frames the same way to aim its cancels.
+    /// frames the same way to aim its cancels. 0 is skipped when the count wraps: a
+    /// cancel aimed at 0..=0 means whatever runs.
     fn number(&mut self) -> u32 {
-        self.numbered = self.numbered.wrapping_add(1);
+        self.numbered = self.numbered.checked_add(1).unwrap_or(1);
         self.numbered
     }
 

@@ -12,7 +12,7 @@ defmodule PgliteEx.Server.Connection do
   use GenServer, restart: :temporary
   require Logger
 
-  alias PgliteEx.Server.{Scram, Statements}
+  alias PgliteEx.Server.{Scram, Statements, TurnEnd}
   alias PgliteEx.{SessionState, Wire}
 
   @ssl_request 80_877_103
@@ -40,7 +40,9 @@ defmodule PgliteEx.Server.Connection do
     # Parse messages acknowledged here while the backend was busy (see PgliteEx.submit/3),
     # and how many of the backend's ReadyForQuery replies to theirs are still to drop.
     deferred: [],
-    skip_ready: 0
+    skip_ready: 0,
+    # Statement names whose text may open a transaction or COPY (PgliteEx.Server.TurnEnd).
+    risky: MapSet.new()
   ]
 
   @doc false
@@ -232,6 +234,8 @@ defmodule PgliteEx.Server.Connection do
     {batch, state} = with_deferred(batch, state)
 
     session? = SessionState.may_change?(messages)
+    ends_turn? = not state.open and not session? and not batch.open and TurnEnd.ends_turn?(messages, state.risky)
+    state = %{state | risky: TurnEnd.track(messages, state.risky)}
 
     meta =
       batch
@@ -240,7 +244,8 @@ defmodule PgliteEx.Server.Connection do
         session: session?,
         # LISTEN and UNLISTEN change the session: no need to look for them otherwise.
         listen: if(session?, do: SessionState.listen_ops(messages), else: []),
-        cancellable: cancellable?(messages, batch)
+        cancellable: cancellable?(messages, batch),
+        ends_turn: ends_turn?
       })
 
     result = if messages == [], do: :ok, else: PgliteEx.submit(state.backend, batch.payload, meta)

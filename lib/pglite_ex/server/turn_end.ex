@@ -1,0 +1,99 @@
+defmodule PgliteEx.Server.TurnEnd do
+  @moduledoc """
+  Whether a payload surely ends its client's turn: sent while the client holds no
+  transaction, COPY or unfinished extended sequence, it leaves the backend idle with
+  the session unchanged. `PgliteEx` may then write the next waiting client's request
+  to the port right behind it, so the backend never waits for the round trip through
+  the BEAM between two clients.
+
+  Only BEGIN or START TRANSACTION opens a transaction block and only COPY enters COPY
+  mode, so a Query or Parse text without the words `begin`, `start` and `copy` (and
+  one that cannot change the session, `PgliteEx.SessionState.may_change?/1`)
+  qualifies, and so does a Bind of a statement parsed from such a text. The check is
+  textual and errs one way only: a text that merely mentions a word waits its turn.
+  """
+
+  @words ~w(begin start copy)
+
+  @doc """
+  The client's statement names (as the client spells them, `""` for the unnamed one)
+  whose text has one of the words, after `messages`.
+  """
+  @spec track([{byte(), binary(), binary()}], MapSet.t(String.t())) :: MapSet.t(String.t())
+  def track(messages, unsafe) do
+    Enum.reduce(messages, unsafe, fn
+      {?P, body, _}, acc ->
+        case cstrings(body, 2) do
+          [name, text] -> if risky?(text), do: MapSet.put(acc, name), else: MapSet.delete(acc, name)
+          _ -> acc
+        end
+
+      {?C, <<?S, body::binary>>, _}, acc ->
+        case cstrings(body, 1) do
+          [name] -> MapSet.delete(acc, name)
+          _ -> acc
+        end
+
+      _, acc ->
+        acc
+    end)
+  end
+
+  @doc """
+  True when `messages` (ending in Query or Sync, with no COPY data) end the turn, given
+  the statement names `track/2` found risky before them.
+  """
+  @spec ends_turn?([{byte(), binary(), binary()}], MapSet.t(String.t())) :: boolean()
+  def ends_turn?(messages, unsafe) do
+    match?({tag, _, _} when tag in [?Q, ?S], List.last(messages)) and
+      Enum.all?(messages, fn
+        {?Q, body, _} -> not risky?(body)
+        {?P, body, _} -> not risky?(parse_text(body))
+        {?B, body, _} -> bound_safe?(body, unsafe)
+        {tag, _, _} -> tag in ~c"DEHSC"
+      end)
+  end
+
+  defp bound_safe?(body, unsafe) do
+    case cstrings(body, 2) do
+      [_portal, statement] -> not MapSet.member?(unsafe, statement)
+      _ -> false
+    end
+  end
+
+  # The first n NUL-terminated strings of a message body ([] if it has fewer).
+  defp cstrings(_body, 0), do: []
+
+  defp cstrings(body, n) do
+    case PgliteEx.Wire.cstring(body) do
+      {string, rest} -> [string | cstrings(rest, n - 1)]
+      :error -> []
+    end
+  end
+
+  defp parse_text(body) do
+    case cstrings(body, 2) do
+      [_name, text] -> text
+      _ -> nil
+    end
+  end
+
+  defp risky?(nil), do: true
+
+  defp risky?(text) do
+    :binary.match(String.downcase(text, :ascii), words()) != :nomatch or PgliteEx.SessionState.may_change_sql?(text)
+  end
+
+  # A compiled pattern cannot be a module attribute; it is made once per VM.
+  defp words do
+    case :persistent_term.get({__MODULE__, :words}, nil) do
+      nil ->
+        pattern = :binary.compile_pattern(@words)
+        :persistent_term.put({__MODULE__, :words}, pattern)
+        pattern
+
+      pattern ->
+        pattern
+    end
+  end
+end

@@ -1,0 +1,70 @@
+"""Requests written to the backend right behind another client's: every client gets
+its own replies, and a cancel or a disconnect hits only its own request. Prints one
+line per check."""
+import threading
+import time
+
+import psycopg
+
+SCAN = "SELECT count(*) FROM generate_series(1, 5000000)"
+
+
+def run(conn, sql):
+    try:
+        return str(conn.execute(sql).fetchone()[0])
+    except psycopg.Error as e:
+        return f"{e.sqlstate}"
+
+
+# Eight clients, simple and extended protocol, errors among them: each reply is its own.
+wrong = []
+
+
+def echo(n):
+    with psycopg.connect(autocommit=True) as conn:
+        for i in range(300):
+            value = f"{n}-{i}"
+            if i % 50 == 7:
+                got = run(conn, "SELECT 1/0")
+                if got != "22012":
+                    wrong.append((value, got))
+            elif i % 2:
+                got = conn.execute("SELECT %s::text", (value,)).fetchone()[0]
+            else:
+                got = conn.execute(f"SELECT '{value}'", prepare=False).fetchone()[0]
+            if i % 50 != 7 and got != value:
+                wrong.append((value, got))
+
+
+threads = [threading.Thread(target=echo, args=(n,)) for n in range(8)]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join()
+print("misrouted replies:", len(wrong), wrong[:3])
+
+# B's scan waits right behind A's; B cancels: A finishes, B gets 57014.
+a, b = psycopg.connect(autocommit=True), psycopg.connect(autocommit=True)
+outcome = {}
+ta = threading.Thread(target=lambda: outcome.update(a=run(a, SCAN)))
+ta.start()
+time.sleep(0.3)
+tb = threading.Thread(target=lambda: outcome.update(b=run(b, SCAN)))
+tb.start()
+time.sleep(0.3)
+b.cancel_safe()
+ta.join()
+tb.join()
+print("holder:", outcome["a"], "canceled behind it:", outcome["b"])
+
+# B goes away while its scan waits behind A's: A finishes, the next client is served.
+c = psycopg.connect(autocommit=True)
+ta = threading.Thread(target=lambda: outcome.update(a=run(a, SCAN)))
+ta.start()
+time.sleep(0.3)
+raw = psycopg.connect(autocommit=True)
+raw.pgconn.send_query(SCAN.encode())
+time.sleep(0.3)
+raw.pgconn.finish()
+ta.join()
+print("holder after a disconnect behind it:", outcome["a"], "next:", run(c, "SELECT 'served'"))
