@@ -66,7 +66,8 @@ defmodule PgliteEx do
           optional(:session) => boolean(),
           optional(:listen) => list(),
           optional(:cancellable) => boolean(),
-          optional(:ends_turn) => boolean()
+          optional(:ends_turn) => boolean(),
+          optional(:ends_transaction) => boolean()
         }
 
   @typedoc "How `submit/3` ends for a payload that was not run."
@@ -430,7 +431,9 @@ defmodule PgliteEx do
   defp next(state), do: maybe_ahead(state)
 
   defp write(state, payload, meta) do
-    closing = Map.get(meta, :ends_turn, false) and (state.expected == 0 or state.closing)
+    # In a transaction only its end ends the turn.
+    ends? = Map.get(meta, :ends_turn, false) and (state.status == ?I or Map.get(meta, :ends_transaction, false))
+    closing = ends? and (state.expected == 0 or state.closing)
     %{send_frame(state, payload) | expected: state.expected + meta.rfq, open: meta.open, closing: closing}
   end
 
@@ -441,7 +444,7 @@ defmodule PgliteEx do
 
   # Writes the next waiting client's request behind the holder's, when the holder's
   # turn surely ends with the backend idle and nothing is to be done between the turns.
-  defp maybe_ahead(%{holder: {:client, holder}, ahead: nil, chores: [], closing: true, status: ?I, in_copy: false} = state)
+  defp maybe_ahead(%{holder: {:client, holder}, ahead: nil, chores: [], closing: true, in_copy: false} = state)
        when state.expected > 0 do
     with {{:value, {:submit, {pid, _} = from, payload, meta, timer}}, queue} when pid != holder <- :queue.out(state.queue),
          %{^pid => %{settings: settings}} when settings == state.applied <- state.clients,

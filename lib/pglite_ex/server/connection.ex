@@ -245,7 +245,8 @@ defmodule PgliteEx.Server.Connection do
         # LISTEN and UNLISTEN change the session: no need to look for them otherwise.
         listen: if(session?, do: SessionState.listen_ops(messages), else: []),
         cancellable: cancellable?(messages, batch),
-        ends_turn: ends_turn?
+        ends_turn: ends_turn?,
+        ends_transaction: ends_turn? and TurnEnd.ends_transaction?(messages)
       })
 
     result = if messages == [], do: :ok, else: PgliteEx.submit(state.backend, batch.payload, meta)

@@ -9,11 +9,14 @@ defmodule PgliteEx.Server.TurnEnd do
   Only BEGIN or START TRANSACTION opens a transaction block and only COPY enters COPY
   mode, so a Query or Parse text without the words `begin`, `start` and `copy` (and
   one that cannot change the session, `PgliteEx.SessionState.may_change?/1`)
-  qualifies, and so does a Bind of a statement parsed from such a text. The check is
-  textual and errs one way only: a text that merely mentions a word waits its turn.
+  qualifies, and so does a Bind of a statement parsed from such a text; in a
+  transaction, a lone COMMIT, END, ROLLBACK or ABORT Query does. The check is textual
+  and errs one way only: a text that merely mentions a word waits its turn.
   """
 
   @words ~w(begin start copy)
+
+  @ends_transaction ~r/\A\s*(?:commit|end|rollback|abort)(?:\s+(?:work|transaction))?\s*;?\s*\z/i
 
   @doc """
   The client's statement names (as the client spells them, `""` for the unnamed one)
@@ -53,6 +56,14 @@ defmodule PgliteEx.Server.TurnEnd do
         {tag, _, _} -> tag in ~c"DEHSC"
       end)
   end
+
+  @doc """
+  True for a single Query that ends a transaction block (COMMIT, END, ROLLBACK, ABORT,
+  without AND CHAIN): sent in a transaction, it too ends the turn.
+  """
+  @spec ends_transaction?([{byte(), binary(), binary()}]) :: boolean()
+  def ends_transaction?([{?Q, body, _}]), do: Regex.match?(@ends_transaction, String.trim_trailing(body, <<0>>))
+  def ends_transaction?(_messages), do: false
 
   defp bound_safe?(body, unsafe) do
     case cstrings(body, 2) do
