@@ -38,20 +38,25 @@ pub const SHIPPED_DIR: &str = "pglite-modules";
 /// The Cranelift engine with wasm exceptions on (PostgreSQL's longjmp needs them),
 /// compiling for this CPU.
 pub fn engine() -> Engine {
-    engine_for(None)
+    engine_for(wasmer::sys::Cranelift::default(), None)
 }
 
 /// The engine that compiles shipped modules: only CPU features every machine of this
-/// architecture has, so the code runs on any of them.
+/// architecture has, so the code runs on any of them. LLVM when built with the `llvm`
+/// feature (slower to compile, faster code), else Cranelift; any engine loads either.
 pub fn portable_engine() -> Engine {
     let target = wasmer::sys::Target::new(wasmer::sys::Triple::host(), portable_cpu_features());
-    engine_for(Some(target))
+    #[cfg(feature = "llvm")]
+    let compiler = wasmer::sys::LLVM::default();
+    #[cfg(not(feature = "llvm"))]
+    let compiler = wasmer::sys::Cranelift::default();
+    engine_for(compiler, Some(target))
 }
 
-fn engine_for(target: Option<wasmer::sys::Target>) -> Engine {
+fn engine_for(compiler: impl Into<Box<dyn wasmer::sys::CompilerConfig>>, target: Option<wasmer::sys::Target>) -> Engine {
     let mut features = wasmer::sys::Features::new();
     features.exceptions(true);
-    wasmer::sys::EngineBuilder::new(wasmer::sys::Cranelift::default())
+    wasmer::sys::EngineBuilder::new(compiler)
         .set_features(Some(features))
         .set_target(target)
         .engine()
