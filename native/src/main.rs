@@ -13,7 +13,7 @@ use pglite_port::interrupts::StatementClock;
 use pglite_port::module_cache::{self, ModuleCache};
 use pglite_port::stdin_frames::StdinFrames;
 use pglite_port::stdio_bridge::{self, Source, StdoutFrames};
-use pglite_port::{assets, guest_fs, pg_dump, precompile, session, side_modules, sql_cli};
+use pglite_port::{assets, guest_fs, memory_pages, pg_dump, precompile, session, side_modules, sql_cli};
 
 fn main() -> ExitCode {
     let config = Config::parse();
@@ -116,6 +116,8 @@ fn run(config: &Config) -> Result<u8> {
         Ok(bytes) => log::debug!("released {} MiB of zero guest pages at {:.1?}", bytes >> 20, started.elapsed()),
         Err(e) => log::warn!("could not release zero guest pages: {e:#}"),
     }
+    let dropped = memory_pages::release_start_up_leftovers();
+    log::debug!("dropped {} MiB of start-up code and heap at {:.1?}", dropped >> 20, started.elapsed());
     log::info!("ready: database {:?} as {:?} in {}", config.database, config.username, config.data_dir);
     backend.serve()?;
     backend.shutdown()?;

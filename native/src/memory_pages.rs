@@ -22,6 +22,55 @@ pub unsafe fn release(bytes: &[u8]) -> usize {
     }
 }
 
+/// After start-up: returns the heap's free memory to the OS (`malloc_trim`) and drops
+/// from this process the pages of its own executable that it touched while starting
+/// (Wasmer's loader, the asset code): untouched file pages, which stay in the page
+/// cache and fault back in if used again. Mappings holding a page written since
+/// (relocations) are left alone. Returns the bytes dropped.
+pub fn release_start_up_leftovers() -> usize {
+    // SAFETY: malloc_trim only hands free heap memory back.
+    unsafe { libc::malloc_trim(0) };
+    let (Ok(exe), Ok(smaps)) = (std::fs::read_link("/proc/self/exe"), std::fs::read_to_string("/proc/self/smaps")) else {
+        return 0;
+    };
+    clean_file_mappings(&smaps, &exe.to_string_lossy())
+        .into_iter()
+        // SAFETY: clean private file pages of our executable: they read back from the
+        // file as they are now (a running executable cannot be written).
+        .map(|(start, end)| match unsafe { libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_DONTNEED) } {
+            0 => end - start,
+            _ => 0,
+        })
+        .sum()
+}
+
+/// The address ranges of `path`'s mappings in an smaps listing that are private and
+/// hold no anonymous (written) page.
+fn clean_file_mappings(smaps: &str, path: &str) -> Vec<(usize, usize)> {
+    let mut out = Vec::new();
+    let mut current: Option<(usize, usize)> = None;
+    for line in smaps.lines() {
+        let mut fields = line.split_whitespace();
+        let first = fields.next().unwrap_or("");
+        if let Some((start, end)) = first.split_once('-').filter(|_| line.ends_with(path)) {
+            let private = fields.next().is_some_and(|perms| perms.ends_with('p'));
+            current = match (usize::from_str_radix(start, 16), usize::from_str_radix(end, 16)) {
+                (Ok(s), Ok(e)) if private => Some((s, e)),
+                _ => None,
+            };
+        } else if first == "Anonymous:" {
+            if let Some(range) = current.take() {
+                if fields.next() == Some("0") {
+                    out.push(range);
+                }
+            }
+        } else if first.contains('-') && !first.ends_with(':') {
+            current = None;
+        }
+    }
+    out
+}
+
 /// Releases the runs of whole pages inside `bytes` that hold only zeros; returns how
 /// many bytes were released.
 ///
@@ -56,6 +105,24 @@ pub unsafe fn release_zero_pages(bytes: &[u8]) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_clean_private_mappings_of_the_file_are_picked() {
+        let smaps = "\
+1000-3000 r--p 00000000 fe:01 42 /opt/bin/pglite-port
+Rss:                   8 kB
+Anonymous:             0 kB
+3000-4000 r--p 00002000 fe:01 42 /opt/bin/pglite-port
+Anonymous:             4 kB
+4000-5000 rw-s 00000000 fe:01 42 /opt/bin/pglite-port
+Anonymous:             0 kB
+5000-6000 rw-p 00000000 00:00 0
+Anonymous:             0 kB
+6000-8000 r-xp 00003000 fe:01 42 /opt/bin/pglite-port
+Anonymous:             0 kB
+";
+        assert_eq!(clean_file_mappings(smaps, "/opt/bin/pglite-port"), vec![(0x1000, 0x3000), (0x6000, 0x8000)]);
+    }
 
     #[test]
     fn zero_pages_are_released_and_read_back_as_zeros_the_rest_is_kept() {
