@@ -117,7 +117,7 @@ fn run(config: &Config) -> Result<u8> {
         Err(e) => log::warn!("could not release zero guest pages: {e:#}"),
     }
     let dropped = memory_pages::release_start_up_leftovers();
-    log::debug!("dropped {} MiB of start-up code and heap at {:.1?}", dropped >> 20, started.elapsed());
+    log::debug!("dropped {} MiB of start-up mappings at {:.1?}", dropped >> 20, started.elapsed());
     log::info!("ready: database {:?} as {:?} in {}", config.database, config.username, config.data_dir);
     backend.serve()?;
     backend.shutdown()?;

@@ -26,7 +26,7 @@ pub unsafe fn release(bytes: &[u8]) -> usize {
 /// from this process the pages of its own executable that it touched while starting
 /// (Wasmer's loader, the asset code): untouched file pages, which stay in the page
 /// cache and fault back in if used again. Mappings holding a page written since
-/// (relocations) are left alone. Returns the bytes dropped.
+/// (relocations) are left alone. Returns the size of the mappings dropped.
 pub fn release_start_up_leftovers() -> usize {
     // SAFETY: malloc_trim only hands free heap memory back.
     unsafe { libc::malloc_trim(0) };
