@@ -46,6 +46,14 @@ fn run(config: &Config) -> Result<u8> {
     let started = std::time::Instant::now();
     let phase = |name: &str| log::debug!("start-up: {name} done at {:.1?}", started.elapsed());
     let cache_dir = config.cache_dir();
+    // On a machine's first start both are unpacked (~1 s each here): side by side.
+    let template = {
+        let cache_dir = cache_dir.clone();
+        std::thread::Builder::new()
+            .name("template".into())
+            .spawn(move || assets::pgdata_template_dir(&cache_dir))
+            .context("spawn the template unpacker")?
+    };
     let runtime = assets::runtime(&cache_dir)?;
     if let Some(dir) = &config.precompile_to {
         let (fresh, kept) = precompile::into_dir(dir, &runtime)?;
@@ -83,7 +91,7 @@ fn run(config: &Config) -> Result<u8> {
         return Ok(0);
     }
 
-    let template = assets::pgdata_template_dir(&cache_dir)?;
+    let template = template.join().map_err(|_| anyhow::anyhow!("the template unpacker panicked"))??;
     let data = DataDir::open(&config.data_location()?, &template, &rt)?;
     phase("data directory");
     let host = Host {
