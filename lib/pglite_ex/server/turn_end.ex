@@ -91,20 +91,5 @@ defmodule PgliteEx.Server.TurnEnd do
 
   defp risky?(nil), do: true
 
-  defp risky?(text) do
-    :binary.match(String.downcase(text, :ascii), words()) != :nomatch or PgliteEx.SessionState.may_change_sql?(text)
-  end
-
-  # A compiled pattern cannot be a module attribute; it is made once per VM.
-  defp words do
-    case :persistent_term.get({__MODULE__, :words}, nil) do
-      nil ->
-        pattern = :binary.compile_pattern(@words)
-        :persistent_term.put({__MODULE__, :words}, pattern)
-        pattern
-
-      pattern ->
-        pattern
-    end
-  end
+  defp risky?(text), do: PgliteEx.Words.any?(text, @words) or PgliteEx.SessionState.may_change_sql?(text)
 end
