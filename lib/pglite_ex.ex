@@ -322,7 +322,7 @@ defmodule PgliteEx do
 
     case ahead.gone do
       nil -> maybe_ahead(state)
-      client -> holder_gone(state, ahead.pid, client)
+      client -> holder_gone(state, client)
     end
   end
 
@@ -691,7 +691,7 @@ defmodule PgliteEx do
         %{state | chores: state.chores ++ cleanup_chores(state, client)}
 
       state.holder == {:client, pid} ->
-        holder_gone(state, pid, client)
+        holder_gone(state, client)
 
       true ->
         next(%{state | chores: state.chores ++ cleanup_chores(state, client)})
@@ -699,7 +699,7 @@ defmodule PgliteEx do
   end
 
   # The holder went away in the middle of anything (a COPY, a transaction, a sequence).
-  defp holder_gone(state, _pid, client) do
+  defp holder_gone(state, client) do
     # Nobody will read the answer of a statement still running: stop it.
     if state.expected > 0 and not state.in_copy,
       do: PortProcess.cancel(state.process, state.turn_first, holder_last_frame(state))

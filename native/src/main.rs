@@ -47,6 +47,7 @@ fn run(config: &Config) -> Result<u8> {
     let phase = |name: &str| log::debug!("start-up: {name} done at {:.1?}", started.elapsed());
     let cache_dir = config.cache_dir();
     // On a machine's first start both are unpacked (~1 s each here): side by side.
+    // Every way out waits for the template, so no unpacking is cut short.
     let template = {
         let cache_dir = cache_dir.clone();
         std::thread::Builder::new()
@@ -54,8 +55,10 @@ fn run(config: &Config) -> Result<u8> {
             .spawn(move || assets::pgdata_template_dir(&cache_dir))
             .context("spawn the template unpacker")?
     };
+    let template = move || template.join().map_err(|_| anyhow::anyhow!("the template unpacker panicked"))?;
     let runtime = assets::runtime(&cache_dir)?;
     if let Some(dir) = &config.precompile_to {
+        template()?;
         let (fresh, kept) = precompile::into_dir(dir, &runtime)?;
         eprintln!("pglite-port: {fresh} modules compiled, {kept} already there, in {}", dir.display());
         return Ok(0);
@@ -63,6 +66,7 @@ fn run(config: &Config) -> Result<u8> {
     let modules = ModuleCache::new(cache_dir.join("modules"), module_cache::engine())
         .with_shipped(ModuleCache::shipped_beside_executable());
     if let (Some(out), Some(port)) = (&config.pg_dump, config.dump_port) {
+        template()?;
         let target = pg_dump::Target {
             host: config.dump_host.clone(),
             port,
@@ -87,11 +91,12 @@ fn run(config: &Config) -> Result<u8> {
     let side = side_modules::seed(&rt, &modules, &runtime)?;
     phase("side modules");
     if config.precompile {
+        template()?;
         eprintln!("pglite-port: module cache is ready in {}", cache_dir.join("modules").display());
         return Ok(0);
     }
 
-    let template = template.join().map_err(|_| anyhow::anyhow!("the template unpacker panicked"))??;
+    let template = template()?;
     let data = DataDir::open(&config.data_location()?, &template, &rt)?;
     phase("data directory");
     let host = Host {
