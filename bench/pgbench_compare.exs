@@ -47,48 +47,52 @@ targets =
   ] ++
     if(node_server, do: [socket: {["-h", "127.0.0.1", "-p", "#{elem(node_server, 1)}", "-U", "postgres"], [{"PGSSLMODE", "disable"}]}], else: [])
 
-for {_, {conn, env}} <- targets, do: run.("pgbench", conn ++ ["-i", "-q", "-I", "dtGvp", "-s", "1", "postgres"], env)
+# The servers stop whatever happens, so a failed step leaves nothing running.
+try do
+  for {_, {conn, env}} <- targets, do: run.("pgbench", conn ++ ["-i", "-q", "-I", "dtGvp", "-s", "1", "postgres"], env)
 
-runs = [
-  {"-S, 1 client, simple", ["-S", "-c", "1", "-M", "simple"]},
-  {"-S, 1 client, prepared", ["-S", "-c", "1", "-M", "prepared"]},
-  {"-S, 8 clients, simple", ["-S", "-c", "8", "-j", "2", "-M", "simple"]},
-  {"-S, 8 clients, prepared", ["-S", "-c", "8", "-j", "2", "-M", "prepared"]},
-  {"tpcb-like, 1 client", ["-c", "1"]},
-  {"tpcb-like, 8 clients", ["-c", "8", "-j", "2"]}
-]
+  runs = [
+    {"-S, 1 client, simple", ["-S", "-c", "1", "-M", "simple"]},
+    {"-S, 1 client, prepared", ["-S", "-c", "1", "-M", "prepared"]},
+    {"-S, 8 clients, simple", ["-S", "-c", "8", "-j", "2", "-M", "simple"]},
+    {"-S, 8 clients, prepared", ["-S", "-c", "8", "-j", "2", "-M", "prepared"]},
+    {"tpcb-like, 1 client", ["-c", "1"]},
+    {"tpcb-like, 8 clients", ["-c", "8", "-j", "2"]}
+  ]
 
-tps = fn out -> [_, v] = Regex.run(~r/tps = ([\d.]+) \(without initial/, out); String.to_float(v) end
-num = fn x -> :erlang.float_to_binary(x, decimals: 0) end
-ratio = fn a, b -> :erlang.float_to_binary(a / b, decimals: 2) <> "x" end
+  tps = fn out -> [_, v] = Regex.run(~r/tps = ([\d.]+) \(without initial/, out); String.to_float(v) end
+  num = fn x -> :erlang.float_to_binary(x, decimals: 0) end
+  ratio = fn a, b -> :erlang.float_to_binary(a / b, decimals: 2) <> "x" end
 
-IO.puts("pgbench, #{seconds} s per run, scale 1, #{System.schedulers_online()} cores, #{Date.utc_today()}")
+  IO.puts("pgbench, #{seconds} s per run, scale 1, #{System.schedulers_online()} cores, #{Date.utc_today()}")
 
-IO.puts(
-  Enum.map_join(["workload" | Enum.map(targets, &"#{elem(&1, 0)} tps")] ++ ["vs server"] ++ if(node_server, do: ["vs socket"], else: []), "", fn
-    "workload" -> String.pad_trailing("workload", 26)
-    h -> String.pad_leading(h, 12)
-  end)
-)
+  IO.puts(
+    Enum.map_join(["workload" | Enum.map(targets, &"#{elem(&1, 0)} tps")] ++ ["vs server"] ++ if(node_server, do: ["vs socket"], else: []), "", fn
+      "workload" -> String.pad_trailing("workload", 26)
+      h -> String.pad_leading(h, 12)
+    end)
+  )
 
-for {label, args} <- runs do
-  results = for {name, {conn, env}} <- targets, into: %{}, do: {name, tps.(run.("pgbench", conn ++ args ++ ["-T", seconds, "postgres"], env))}
+  for {label, args} <- runs do
+    results = for {name, {conn, env}} <- targets, into: %{}, do: {name, tps.(run.("pgbench", conn ++ args ++ ["-T", seconds, "postgres"], env))}
 
-  cells =
-    Enum.map(targets, fn {name, _} -> num.(results[name]) end) ++
-      [ratio.(results.pglite, results.server)] ++ if(node_server, do: [ratio.(results.pglite, results.socket)], else: [])
+    cells =
+      Enum.map(targets, fn {name, _} -> num.(results[name]) end) ++
+        [ratio.(results.pglite, results.server)] ++ if(node_server, do: [ratio.(results.pglite, results.socket)], else: [])
 
-  IO.puts(String.pad_trailing(label, 26) <> Enum.map_join(cells, "", &String.pad_leading(&1, 12)))
+    IO.puts(String.pad_trailing(label, 26) <> Enum.map_join(cells, "", &String.pad_leading(&1, 12)))
+  end
+
+  # Cancel latency (psycopg's cancel_safe() to the 57014 error), same run.
+  cancel_script = Path.expand("cancel_latency.py", __DIR__)
+
+  for {name, {[_, host, _, port, _, user], env}} <- Keyword.take(targets, [:pglite, :server]) do
+    out = run.("python3", [cancel_script, "10"], env ++ [{"PGHOST", host}, {"PGPORT", port}, {"PGUSER", user}, {"PGDATABASE", "postgres"}])
+    IO.puts(String.pad_trailing("#{name}", 8) <> String.trim(out))
+  end
+
+after
+  Pglite.stop(pg)
+  Pglite.NativeServer.stop(server)
+  if node_server, do: System.cmd("kill", ["#{elem(Port.info(elem(node_server, 0), :os_pid), 1)}"])
 end
-
-# Cancel latency (psycopg's cancel_safe() to the 57014 error), same run.
-cancel_script = Path.expand("cancel_latency.py", __DIR__)
-
-for {name, {[_, host, _, port, _, user], env}} <- Keyword.take(targets, [:pglite, :server]) do
-  out = run.("python3", [cancel_script, "10"], env ++ [{"PGHOST", host}, {"PGPORT", port}, {"PGUSER", user}, {"PGDATABASE", "postgres"}])
-  IO.puts(String.pad_trailing("#{name}", 8) <> String.trim(out))
-end
-
-Pglite.stop(pg)
-Pglite.NativeServer.stop(server)
-if node_server, do: System.cmd("kill", ["#{elem(Port.info(elem(node_server, 0), :os_pid), 1)}"])
