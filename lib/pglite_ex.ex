@@ -444,12 +444,13 @@ defmodule PgliteEx do
 
   # Writes the next waiting client's request behind the holder's, when the holder's
   # turn surely ends with the backend idle and nothing is to be done between the turns.
+  # Not one whose statement_timeout or lock_timeout counts its wait (a wait timer): in
+  # the port its clock would start only when its request does.
   defp maybe_ahead(%{holder: {:client, holder}, ahead: nil, chores: [], closing: true, in_copy: false} = state)
        when state.expected > 0 do
-    with {{:value, {:submit, {pid, _} = from, payload, meta, timer}}, queue} when pid != holder <- :queue.out(state.queue),
+    with {{:value, {:submit, {pid, _} = from, payload, meta, nil}}, queue} when pid != holder <- :queue.out(state.queue),
          %{^pid => %{settings: settings}} when settings == state.applied <- state.clients,
          false <- match?(%{^holder => %{dirty: true}}, state.clients) do
-      cancel_timer(timer)
       GenServer.reply(from, :ok)
       state = send_frame(%{state | queue: queue}, payload)
       %{state | ahead: %{pid: pid, meta: meta, frame: state.written, gone: nil}}
