@@ -171,18 +171,18 @@ struct ClockState {
 }
 
 /// Where frame `n` stands against the range `first..=last`, in wrapping arithmetic.
-fn position(n: u32, first: u32, last: u32) -> Ordering3 {
+fn position(n: u32, first: u32, last: u32) -> Position {
     if (n.wrapping_sub(first) as i32) < 0 {
-        Ordering3::Before
+        Position::Before
     } else if n.wrapping_sub(first) <= last.wrapping_sub(first) {
-        Ordering3::Inside
+        Position::Inside
     } else {
-        Ordering3::After
+        Position::After
     }
 }
 
 #[derive(Debug, PartialEq, Eq)]
-enum Ordering3 {
+enum Position {
     Before,
     Inside,
     After,
@@ -204,19 +204,20 @@ impl StatementClock {
     }
 
     /// The backend took frame `number`: a new request starts, a cancel raised for the
-    /// previous one is withdrawn, and one aimed at this frame ahead of time is raised.
+    /// previous one is withdrawn, and one aimed at this frame ahead of time is handed
+    /// to the watcher to raise (see `check_timeout`).
     pub fn frame_taken(&self, number: u32) {
-        self.between_requests(Some(Instant::now()));
         self.with(|st| {
+            between_requests(st, Some(Instant::now()));
             st.frame = number;
             if let Some((first, last)) = st.pending {
                 match position(number, first, last) {
-                    Ordering3::Before => {}
-                    Ordering3::Inside => {
+                    Position::Before => {}
+                    Position::Inside => {
                         st.pending = None;
                         st.deferred = true;
                     }
-                    Ordering3::After => st.pending = None,
+                    Position::After => st.pending = None,
                 }
             }
         });
@@ -229,19 +230,7 @@ impl StatementClock {
 
     /// The backend waits for input: nothing to cancel.
     pub fn idle(&self) {
-        self.between_requests(None);
-    }
-
-    fn between_requests(&self, busy_since: Option<Instant>) {
-        self.with(|st| {
-            if std::mem::take(&mut st.raised) {
-                if let Some(i) = &st.interrupts {
-                    i.withdraw();
-                }
-            }
-            st.busy_since = busy_since;
-            st.deferred = false;
-        });
+        self.with(|st| between_requests(st, None));
     }
 
     /// A CancelRequest for the request in frames `first..=last` (0, 0: whatever runs):
@@ -249,10 +238,10 @@ impl StatementClock {
     /// cancel never hits another client's request.
     pub fn cancel(&self, first: u32, last: u32) {
         self.with(|st| {
-            let aim = if (first, last) == (0, 0) { Ordering3::Inside } else { position(st.frame, first, last) };
+            let aim = if (first, last) == (0, 0) { Position::Inside } else { position(st.frame, first, last) };
             match aim {
-                Ordering3::Inside if st.busy_since.is_some() => raise(st),
-                Ordering3::Before => {
+                Position::Inside if st.busy_since.is_some() => raise(st),
+                Position::Before => {
                     log::debug!("cancel for frames {first}..={last} kept until they run");
                     st.pending = Some((first, last));
                 }
@@ -296,6 +285,17 @@ fn statement_timeout(st: &mut ClockState) -> Duration {
     }
 }
 
+/// One request ends: a cancel raised for it and not acted on is withdrawn.
+fn between_requests(st: &mut ClockState, busy_since: Option<Instant>) {
+    if std::mem::take(&mut st.raised) {
+        if let Some(i) = &st.interrupts {
+            i.withdraw();
+        }
+    }
+    st.busy_since = busy_since;
+    st.deferred = false;
+}
+
 fn raise(st: &mut ClockState) {
     if let Some(i) = &st.interrupts {
         log::debug!("cancel requested");
@@ -310,11 +310,11 @@ mod tests {
 
     #[test]
     fn frame_positions_wrap_around() {
-        assert_eq!(position(5, 7, 9), Ordering3::Before);
-        assert_eq!(position(8, 7, 9), Ordering3::Inside);
-        assert_eq!(position(10, 7, 9), Ordering3::After);
-        assert_eq!(position(u32::MAX, 1, 2), Ordering3::Before);
-        assert_eq!(position(1, u32::MAX, 1), Ordering3::Inside);
-        assert_eq!(position(2, u32::MAX, 1), Ordering3::After);
+        assert_eq!(position(5, 7, 9), Position::Before);
+        assert_eq!(position(8, 7, 9), Position::Inside);
+        assert_eq!(position(10, 7, 9), Position::After);
+        assert_eq!(position(u32::MAX, 1, 2), Position::Before);
+        assert_eq!(position(1, u32::MAX, 1), Position::Inside);
+        assert_eq!(position(2, u32::MAX, 1), Position::After);
     }
 }
