@@ -717,8 +717,7 @@ defmodule PgliteEx do
   end
 
   # The holder's frames end where the request written ahead of its turn's end begins.
-  defp holder_last_frame(%{ahead: %{frame: 1}}), do: 0xFFFFFFFF
-  defp holder_last_frame(%{ahead: %{frame: frame}}), do: frame - 1
+  defp holder_last_frame(%{ahead: %{frame: frame}}), do: PortProcess.previous_frame(frame)
   defp holder_last_frame(state), do: state.written
 
   # A departing client's channels that nobody else wants are unlistened.

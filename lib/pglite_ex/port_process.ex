@@ -80,6 +80,11 @@ defmodule PgliteEx.PortProcess do
   def next_frame(n) when n >= 0xFFFFFFFF, do: 1
   def next_frame(n), do: n + 1
 
+  @doc "The number of the frame written before frame `n`."
+  @spec previous_frame(pos_integer()) :: pos_integer()
+  def previous_frame(1), do: 0xFFFFFFFF
+  def previous_frame(n), do: n - 1
+
   @doc """
   Writes frames to the port. A port whose process has just died (kill -9) is closed
   before its exit message is handled; writing to it is then not an error here
