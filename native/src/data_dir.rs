@@ -11,7 +11,7 @@ use virtual_fs::{AsyncWriteExt, FileSystem};
 
 use crate::assets;
 use crate::config::DataLocation;
-use crate::write_through::WriteThrough;
+use crate::host_dir::HostDir;
 
 /// Another port holds this directory; the port exits with status 4.
 #[derive(Debug)]
@@ -44,10 +44,7 @@ impl DataDir {
     pub fn filesystem(&self, rt: &tokio::runtime::Runtime) -> Result<Arc<dyn FileSystem + Send + Sync>> {
         match self {
             DataDir::Memory(fs) => Ok(fs.clone()),
-            DataDir::Directory { path, .. } => Ok(Arc::new(WriteThrough(
-                virtual_fs::host_fs::FileSystem::new(rt.handle().clone(), path)
-                    .with_context(|| format!("open {} for the guest", path.display()))?,
-            ))),
+            DataDir::Directory { path, .. } => Ok(Arc::new(HostDir::new(rt, path)?)),
         }
     }
 }
@@ -57,8 +54,7 @@ impl DataDir {
 /// a start copies nothing and memory holds only what changed. The template itself is
 /// never written: the overlay writes only to its in-memory layer.
 fn memory_from_template(template: &Path, rt: &tokio::runtime::Runtime) -> Result<Arc<dyn FileSystem + Send + Sync>> {
-    let base = virtual_fs::host_fs::FileSystem::new(rt.handle().clone(), template)
-        .with_context(|| format!("open the data template {}", template.display()))?;
+    let base = HostDir::new(rt, template).context("open the data template")?;
     let memory = virtual_fs::mem_fs::FileSystem::default();
     // pg_wal is rewritten at every start: copying it up through the overlay costs more
     // than copying it in now.

@@ -7,6 +7,8 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use virtual_fs::{FileSystem, MountFileSystem};
 
+use crate::host_dir::HostDir;
+
 pub const PGDATA: &str = "/pgdata";
 
 pub fn build(
@@ -21,8 +23,7 @@ pub fn build(
     let mount = MountFileSystem::new();
     mount.mount(Path::new("/"), Arc::new(root)).context("mount /")?;
     for dir in ["bin", "share", "lib"] {
-        let host = virtual_fs::host_fs::FileSystem::new(rt.handle().clone(), runtime_root.join(dir))
-            .with_context(|| format!("open runtime {dir}/"))?;
+        let host = HostDir::new(rt, &runtime_root.join(dir)).with_context(|| format!("open runtime {dir}/"))?;
         mount
             .mount(&Path::new("/").join(dir), Arc::new(host))
             .with_context(|| format!("mount /{dir}"))?;
