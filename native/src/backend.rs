@@ -171,14 +171,17 @@ impl Backend {
         builder.add_args(host.postgres_args.iter().cloned());
         builder.add_args(["-D", PGDATA, database]);
         let module_hash = wasmer_types_hash(host.module_sha256);
+        let started = std::time::Instant::now();
         let (instance, env) = builder
             .instantiate_ext(host.module.clone(), module_hash, &mut store)
             .context("instantiate the PostgreSQL module")?;
         let x = Exports::load(&mut store, &instance)?;
         seed_exec_path(&mut store, &host.module, &instance, &env)?;
 
+        log::debug!("instantiated in {:.1?}", started.elapsed());
         let mut backend = Backend { store, module: host.module.clone(), instance, env, x, stdout: stdio.stdout, stderr: stdio.stderr, active: false };
         backend.boot().map_err(|e| backend.explain(e))?;
+        log::debug!("PostgreSQL started in {:.1?}", started.elapsed());
         Ok(backend)
     }
 
@@ -256,7 +259,9 @@ impl Backend {
         if let Some(detail) = refusal {
             bail!("the session was refused: {detail}");
         }
+        let started = std::time::Instant::now();
         let updates = self.prepare_session(username).context("prepare the session")?;
+        log::debug!("session prepared in {:.1?}", started.elapsed());
         let reply = wire::with_parameters(&reply, &updates);
         self.x.set_transport.call(&mut self.store, TRANSPORT_STREAM).context("pgl_set_protocol_transport")?;
         self.stdout.attach(&reply).context("write the startup reply")?;

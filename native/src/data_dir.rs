@@ -33,7 +33,7 @@ pub enum DataDir {
 
 impl DataDir {
     /// `template` is the unpacked template directory (see `assets::pgdata_template_dir`).
-    pub fn open(location: &DataLocation, template: &Path, rt: &tokio::runtime::Runtime) -> Result<Self> {
+    pub fn open(location: &DataLocation, template: &Path, rt: &tokio::runtime::Handle) -> Result<Self> {
         match location {
             DataLocation::Memory => Ok(DataDir::Memory(memory_from_template(template, rt)?)),
             DataLocation::Directory(path) => open_directory(path),
@@ -41,7 +41,7 @@ impl DataDir {
     }
 
     /// The filesystem to mount at `/pgdata`.
-    pub fn filesystem(&self, rt: &tokio::runtime::Runtime) -> Result<Arc<dyn FileSystem + Send + Sync>> {
+    pub fn filesystem(&self, rt: &tokio::runtime::Handle) -> Result<Arc<dyn FileSystem + Send + Sync>> {
         match self {
             DataDir::Memory(fs) => Ok(fs.clone()),
             DataDir::Directory { path, .. } => Ok(Arc::new(HostDir::new(rt, path)?)),
@@ -53,7 +53,7 @@ impl DataDir {
 /// template until PostgreSQL writes them, then copied into memory (copy on write), so
 /// a start copies nothing and memory holds only what changed. The template itself is
 /// never written: the overlay writes only to its in-memory layer.
-fn memory_from_template(template: &Path, rt: &tokio::runtime::Runtime) -> Result<Arc<dyn FileSystem + Send + Sync>> {
+fn memory_from_template(template: &Path, rt: &tokio::runtime::Handle) -> Result<Arc<dyn FileSystem + Send + Sync>> {
     let base = HostDir::new(rt, template).context("open the data template")?;
     let memory = virtual_fs::mem_fs::FileSystem::default();
     // pg_wal is rewritten at every start: copying it up through the overlay costs more
@@ -64,7 +64,7 @@ fn memory_from_template(template: &Path, rt: &tokio::runtime::Runtime) -> Result
     Ok(Arc::new(overlay))
 }
 
-fn copy_into(fs: &dyn FileSystem, host: &Path, guest: &Path, rt: &tokio::runtime::Runtime) -> Result<()> {
+fn copy_into(fs: &dyn FileSystem, host: &Path, guest: &Path, rt: &tokio::runtime::Handle) -> Result<()> {
     for entry in fs::read_dir(host).with_context(|| format!("read {}", host.display()))? {
         let entry = entry?;
         let target = guest.join(entry.file_name());

@@ -23,7 +23,7 @@ pub fn build(
     let mount = MountFileSystem::new();
     mount.mount(Path::new("/"), Arc::new(root)).context("mount /")?;
     for dir in ["bin", "share", "lib"] {
-        let host = HostDir::new(rt, &runtime_root.join(dir)).with_context(|| format!("open runtime {dir}/"))?;
+        let host = HostDir::new(rt.handle(), &runtime_root.join(dir)).with_context(|| format!("open runtime {dir}/"))?;
         mount
             .mount(&Path::new("/").join(dir), Arc::new(host))
             .with_context(|| format!("mount /{dir}"))?;

@@ -30,8 +30,8 @@ pub struct HostDir {
 }
 
 impl HostDir {
-    pub fn new(rt: &tokio::runtime::Runtime, root: &Path) -> Result<Self> {
-        let dirs = virtual_fs::host_fs::FileSystem::new(rt.handle().clone(), root)
+    pub fn new(rt: &tokio::runtime::Handle, root: &Path) -> Result<Self> {
+        let dirs = virtual_fs::host_fs::FileSystem::new(rt.clone(), root)
             .with_context(|| format!("open {} for the guest", root.display()))?;
         let root = fs::canonicalize(root).with_context(|| format!("resolve {}", root.display()))?;
         Ok(Self { root, dirs })
@@ -223,7 +223,7 @@ mod tests {
     fn reads_writes_and_seeks_land_in_the_host_file_at_once() {
         let rt = runtime();
         let dir = tempfile::tempdir().unwrap();
-        let fs = HostDir::new(&rt, dir.path()).unwrap();
+        let fs = HostDir::new(rt.handle(), dir.path()).unwrap();
         let mut file = fs.new_open_options().read(true).write(true).create(true).open("/a").unwrap();
         let mut cx = Context::from_waker(std::task::Waker::noop());
         assert!(matches!(Pin::new(&mut file).poll_write(&mut cx, b"hello world"), Poll::Ready(Ok(11))));
@@ -246,7 +246,7 @@ mod tests {
         fs::create_dir(&root).unwrap();
         fs::write(outer.path().join("secret"), "outside").unwrap();
         fs::write(root.join("secret"), "inside").unwrap();
-        let fs = HostDir::new(&rt, &root).unwrap();
+        let fs = HostDir::new(rt.handle(), &root).unwrap();
         let mut cx = Context::from_waker(std::task::Waker::noop());
         for path in ["/../secret", "/a/../../secret", "../secret"] {
             let mut file = fs.new_open_options().read(true).open(path).unwrap();

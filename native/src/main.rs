@@ -46,17 +46,20 @@ fn run(config: &Config) -> Result<u8> {
     let started = std::time::Instant::now();
     let phase = |name: &str| log::debug!("start-up: {name} done at {:.1?}", started.elapsed());
     let cache_dir = config.cache_dir();
+    let location = config.data_location()?;
     // On a machine's first start both are unpacked (~1 s each here): side by side.
     // Every way out waits for the template, so no unpacking is cut short.
     let template = {
         let cache_dir = cache_dir.clone();
-        std::thread::Builder::new()
-            .name("template".into())
-            .spawn(move || assets::pgdata_template_dir(&cache_dir))
-            .context("spawn the template unpacker")?
+        in_background("template", move || assets::pgdata_template_dir(&cache_dir))?
     };
-    let template = move || template.join().map_err(|_| anyhow::anyhow!("the template unpacker panicked"))?;
-    let runtime = assets::runtime(&cache_dir)?;
+    let runtime = match assets::runtime(&cache_dir) {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            let _ = template();
+            return Err(e);
+        }
+    };
     if let Some(dir) = &config.precompile_to {
         template()?;
         let (fresh, kept) = precompile::into_dir(dir, &runtime)?;
@@ -77,34 +80,30 @@ fn run(config: &Config) -> Result<u8> {
         log::info!("dumped {:?} into {}", config.database, out.display());
         return Ok(0);
     }
-    let (wasm_path, module_sha256) = match &config.wasm_path {
-        Some(path) => {
-            let bytes = std::fs::read(path).with_context(|| format!("read PGLITE_WASM_PATH {}", path.display()))?;
-            (path.clone(), Sha256::digest(&bytes).into())
-        }
-        None => (runtime.module_path(), parse_sha256(&runtime.module_sha256()?)?),
+    // The data directory gets ready (the WAL copied into memory, or the directory
+    // locked) while the modules load. --precompile opens none.
+    let data = {
+        let (handle, precompile) = (rt.handle().clone(), config.precompile);
+        in_background("data directory", move || {
+            let template = template()?;
+            (!precompile).then(|| DataDir::open(&location, &template, &handle)).transpose()
+        })?
     };
-    let (module, _) = modules.load_or_compile("pglite", &assets::hex(&module_sha256), || {
-        std::fs::read(&wasm_path).with_context(|| format!("read {}", wasm_path.display()))
-    })?;
-    phase("main module");
-    let side = side_modules::seed(&rt, &modules, &runtime)?;
-    phase("side modules");
-    if config.precompile {
-        template()?;
+    let loaded = load_modules(config, &rt, &modules, &runtime);
+    let data = data();
+    let (module, module_sha256, side) = loaded?;
+    phase("modules");
+    let Some(data) = data? else {
         eprintln!("pglite-port: module cache is ready in {}", cache_dir.join("modules").display());
         return Ok(0);
-    }
-
-    let template = template()?;
-    let data = DataDir::open(&config.data_location()?, &template, &rt)?;
+    };
     phase("data directory");
     let host = Host {
         wasix: Host::wasix_runtime(&rt, modules.engine(), side),
         engine: modules.engine().clone(),
         module,
         module_sha256,
-        fs: guest_fs::build(&rt, &runtime.root, data.filesystem(&rt)?)?,
+        fs: guest_fs::build(&rt, &runtime.root, data.filesystem(rt.handle())?)?,
         postgres_args: postgres_args(config)?,
         username: config.username.clone(),
     };
@@ -137,6 +136,38 @@ fn run(config: &Config) -> Result<u8> {
     let end = stdin.end_reason().unwrap_or(stdio_bridge::EndReason::Eof);
     log::info!("shut down cleanly ({end:?})");
     Ok(end.exit_code() as u8)
+}
+
+/// The PostgreSQL module (from the shipped or cached compiled files, or compiled now),
+/// its SHA-256, and the side modules a dlopen will ask for.
+fn load_modules(
+    config: &Config,
+    rt: &tokio::runtime::Runtime,
+    modules: &ModuleCache,
+    runtime: &assets::Runtime,
+) -> Result<(wasmer::Module, [u8; 32], std::sync::Arc<side_modules::SideModules>)> {
+    let (wasm_path, module_sha256) = match &config.wasm_path {
+        Some(path) => {
+            let bytes = std::fs::read(path).with_context(|| format!("read PGLITE_WASM_PATH {}", path.display()))?;
+            (path.clone(), Sha256::digest(&bytes).into())
+        }
+        None => (runtime.module_path(), parse_sha256(&runtime.module_sha256()?)?),
+    };
+    let (module, _) = modules.load_or_compile("pglite", &assets::hex(&module_sha256), || {
+        std::fs::read(&wasm_path).with_context(|| format!("read {}", wasm_path.display()))
+    })?;
+    let side = side_modules::seed(rt, modules, runtime)?;
+    Ok((module, module_sha256, side))
+}
+
+/// Runs `work` on a thread of its own; calling the result waits for it.
+fn in_background<T: Send + 'static>(
+    name: &str,
+    work: impl FnOnce() -> Result<T> + Send + 'static,
+) -> Result<impl FnOnce() -> Result<T>> {
+    let name = name.to_string();
+    let thread = std::thread::Builder::new().name(name.clone()).spawn(work).with_context(|| format!("spawn the {name} thread"))?;
+    Ok(move || thread.join().map_err(|_| anyhow::anyhow!("the {name} thread panicked"))?)
 }
 
 /// The postgres command line: single-user backend, our settings, then the user's.

@@ -97,6 +97,11 @@ fn two_ports_starting_on_an_empty_cache_compile_once() {
     assert!(out.contains("cache shared"));
 }
 
+/// The compiled PostgreSQL module in a shipped directory.
+fn main_file(shipped: &std::path::Path) -> std::path::PathBuf {
+    std::fs::read_dir(shipped).unwrap().map(|e| e.unwrap().path()).find(|p| p.file_name().unwrap().to_str().unwrap().starts_with("pglite-")).unwrap()
+}
+
 #[test]
 fn modules_precompiled_beside_the_binary_make_a_first_start_compile_nothing() {
     let tmp = tempfile::tempdir().unwrap();
@@ -125,10 +130,18 @@ fn modules_precompiled_beside_the_binary_make_a_first_start_compile_nothing() {
     assert_eq!(code, 0, "{err}");
     assert!(out.contains(" 1\n"), "{out}");
     assert!(!err.contains("compiling"), "{err}");
-    assert!(!tmp.path().join("fresh-cache/modules").exists(), "nothing went into the cache");
+    let compiled: Vec<_> = std::fs::read_dir(tmp.path().join("fresh-cache/modules"))
+        .map(|dir| dir.map(|e| e.unwrap().path()).filter(|p| p.extension().is_some_and(|x| x == "module")).collect())
+        .unwrap_or_default();
+    assert!(compiled.is_empty(), "nothing was compiled into the cache: {compiled:?}");
+    assert!(tmp.path().join("fresh-cache/modules/verified").join(main_file(&shipped).file_name().unwrap()).is_file(), "the checked file is noted");
+    // The next start trusts the noted file and skips its CRC.
+    let (code, _, err) = port(&["--sql", "SELECT 1", "--debug", "3"], &fresh);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("pglite-") && err.contains("(CRC checked before)"), "{err}");
 
     // A damaged shipped file is skipped, never trusted: the cache takes over.
-    let main = std::fs::read_dir(&shipped).unwrap().map(|e| e.unwrap().path()).find(|p| p.file_name().unwrap().to_str().unwrap().starts_with("pglite-")).unwrap();
+    let main = main_file(&shipped);
     let len = std::fs::metadata(&main).unwrap().len();
     std::fs::OpenOptions::new().write(true).open(&main).unwrap().set_len(len - 1).unwrap();
     let (code, out, err) = port(&["--sql", "SELECT 40 + 2"], &fresh);
