@@ -3,14 +3,23 @@
 # @electric-sql/pglite-socket, all in one run on this machine; prints tps, the ratio to
 # the server and to pglite-socket, then the cancel latency (bench/cancel_latency.py).
 #
-#     mix run bench/pgbench_compare.exs [seconds_per_run]
+#     mix run bench/pgbench_compare.exs [seconds_per_run] [rounds]
+#
+# Each workload runs `rounds` times (default 3) on every target, the targets taking
+# turns, and the median tps is printed: this VM's speed drifts by tens of percent
+# within a minute, and one run per target let that drift decide a comparison.
 #
 # The server runs from a temporary directory on a Unix socket with fsync off (like
 # pglite's default) and shared_buffers=128MB. Both PGlite servers run in memory and are
 # reached over TCP on 127.0.0.1. Tables are made with server-side generation
 # (`pgbench -i -I dtGvp`): pglite-socket hangs on the client-side COPY of plain `-i`.
 
-seconds = System.argv() |> List.first() |> Kernel.||("10")
+{seconds, rounds} =
+  case System.argv() do
+    [] -> {"10", 3}
+    [s] -> {s, 3}
+    [s, r | _] -> {s, String.to_integer(r)}
+  end
 
 run = fn cmd, args, env ->
   case System.cmd(cmd, args, env: env, stderr_to_stdout: true) do
@@ -64,7 +73,8 @@ try do
   num = fn x -> :erlang.float_to_binary(x, decimals: 0) end
   ratio = fn a, b -> :erlang.float_to_binary(a / b, decimals: 2) <> "x" end
 
-  IO.puts("pgbench, #{seconds} s per run, scale 1, #{System.schedulers_online()} cores, #{Date.utc_today()}")
+  median = fn xs -> xs |> Enum.sort() |> Enum.at(div(length(xs), 2)) end
+  IO.puts("pgbench, #{seconds} s per run, median of #{rounds} rounds, scale 1, #{System.schedulers_online()} cores, #{Date.utc_today()}")
 
   IO.puts(
     Enum.map_join(["workload" | Enum.map(targets, &"#{elem(&1, 0)} tps")] ++ ["vs server"] ++ if(node_server, do: ["vs socket"], else: []), "", fn
@@ -74,7 +84,8 @@ try do
   )
 
   for {label, args} <- runs do
-    results = for {name, {conn, env}} <- targets, into: %{}, do: {name, tps.(run.("pgbench", conn ++ args ++ ["-T", seconds, "postgres"], env))}
+    samples = for _ <- 1..rounds, {name, {conn, env}} <- targets, do: {name, tps.(run.("pgbench", conn ++ args ++ ["-T", seconds, "postgres"], env))}
+    results = samples |> Enum.group_by(&elem(&1, 0), &elem(&1, 1)) |> Map.new(fn {name, xs} -> {name, median.(xs)} end)
 
     cells =
       Enum.map(targets, fn {name, _} -> num.(results[name]) end) ++

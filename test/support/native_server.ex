@@ -7,7 +7,10 @@ defmodule Pglite.NativeServer do
   @doc "initdb + pg_ctl start; returns `%{host: socket_dir, port: 5432, bindir: ...}`."
   def start(settings \\ []) do
     [bindir | _] = Path.wildcard("/usr/lib/postgresql/*/bin") |> Enum.sort(:desc)
-    root = Path.join(System.tmp_dir!(), "pg-native-#{System.unique_integer([:positive])}")
+    # The OS pid too: unique_integer/1 repeats from one VM to the next, and a directory
+    # left by a run that was killed would make initdb refuse.
+    root = Path.join(System.tmp_dir!(), "pg-native-#{System.pid()}-#{System.unique_integer([:positive])}")
+    File.rm_rf!(root)
     File.mkdir_p!(root)
     if root?(), do: run!("chown", ["postgres", root])
     data = Path.join(root, "data")
