@@ -1,0 +1,166 @@
+# Where a round trip's time goes, one step at a time, each step measured by pgbench
+# (one client) in the same run, the targets taking turns:
+#
+#   server     a PostgreSQL server from Debian's packages, directly (Unix socket);
+#   +BEAM      the same server behind the simplest BEAM proxy: a process per client
+#              forwarding bytes between its TCP socket and the server's socket;
+#   port+BEAM  pglite-port behind one BEAM process that answers the start-up (trust),
+#              then writes whole messages to the port and its frames to the client:
+#              this design with nothing but its two hops;
+#   pglite     this library (`Pglite.start_link(tcp_port: 0)`), everything included.
+#
+# The ratios of the middle columns are ceilings for pglite on this machine.
+#
+#     mix run bench/round_trip_ladder.exs [seconds_per_run] [rounds]
+#
+# Median tps of `rounds` runs each (default 3).
+
+{seconds, rounds} =
+  case System.argv() do
+    [] -> {"4", 3}
+    [s] -> {s, 3}
+    [s, r | _] -> {s, String.to_integer(r)}
+  end
+
+Code.require_file("../test/support/native_server.ex", __DIR__)
+
+defmodule Ladder.Forward do
+  @moduledoc false
+  alias PgliteEx.Wire
+
+  # Accepts clients one after another on a loopback port; `serve` runs each.
+  def listen(serve) do
+    {:ok, listen} = :gen_tcp.listen(0, [:binary, ip: {127, 0, 0, 1}, active: false, reuseaddr: true, nodelay: true])
+    {:ok, port} = :inet.port(listen)
+    spawn_link(fn -> accept(listen, serve) end)
+    port
+  end
+
+  defp accept(listen, serve) do
+    {:ok, client} = :gen_tcp.accept(listen)
+    pid = spawn(fn -> receive(do: (:go -> serve.(client))) end)
+    :ok = :gen_tcp.controlling_process(client, pid)
+    send(pid, :go)
+    accept(listen, serve)
+  end
+
+  # +BEAM: bytes both ways.
+  def to_server(client, path) do
+    {:ok, server} = :gen_tcp.connect({:local, path}, 0, [:binary, active: true])
+    :ok = :inet.setopts(client, active: true)
+    bytes(client, server)
+  end
+
+  defp bytes(client, server) do
+    receive do
+      {:tcp, ^client, data} -> :gen_tcp.send(server, data) && bytes(client, server)
+      {:tcp, ^server, data} -> :gen_tcp.send(client, data) && bytes(client, server)
+      {:tcp_closed, _} -> :gen_tcp.close(client) && :gen_tcp.close(server)
+    end
+  end
+
+  # port+BEAM: one client at a time owns the port (pgbench -c 1 only).
+  def to_port(client, owner) do
+    send(owner, {:lend, self()})
+    process = receive(do: ({:port, process} -> process))
+    startup(client)
+    params = Enum.map(process.parameters, fn {k, v} -> Wire.parameter_status(k, v) end)
+    :gen_tcp.send(client, [Wire.authentication(0), params, Wire.backend_key_data(1, 1), Wire.ready_for_query(?I)])
+    :ok = :inet.setopts(client, active: true)
+    frames(client, process.port, "")
+    Port.connect(process.port, owner)
+    send(owner, :returned)
+  end
+
+  # SSLRequest gets "N"; the StartupMessage's contents do not matter here.
+  defp startup(client) do
+    {:ok, <<len::32>>} = :gen_tcp.recv(client, 4)
+
+    case :gen_tcp.recv(client, len - 4) do
+      {:ok, <<80_877_103::32>>} -> :gen_tcp.send(client, "N") && startup(client)
+      {:ok, _startup} -> :ok
+    end
+  end
+
+  defp frames(client, port, buffer) do
+    receive do
+      {:tcp, ^client, data} ->
+        {:ok, messages, rest} = Wire.split(buffer <> data)
+        whole = for {tag, _, raw} <- messages, tag != ?X, do: raw
+        if whole != [], do: Port.command(port, whole)
+        unless Enum.any?(messages, &match?({?X, _, _}, &1)), do: frames(client, port, rest)
+
+      {^port, {:data, frame}} ->
+        :gen_tcp.send(client, frame) && frames(client, port, buffer)
+
+      {:tcp_closed, ^client} ->
+        :ok
+    end
+  end
+
+  # Owns the port between clients and lends it to one at a time.
+  def port_owner(process) do
+    receive do
+      {:lend, pid} ->
+        Port.connect(process.port, pid)
+        send(pid, {:port, process})
+        receive(do: (:returned -> :ok))
+        port_owner(process)
+    end
+  end
+end
+
+run = fn args, env ->
+  case System.cmd("pgbench", args, env: env, stderr_to_stdout: true) do
+    {out, 0} -> out
+    {out, status} -> raise "pgbench #{Enum.join(args, " ")} failed (#{status}):\n#{out}"
+  end
+end
+
+server = Pglite.NativeServer.start(fsync: "off", shared_buffers: "128MB")
+{:ok, pg} = Pglite.start_link(tcp_port: 0)
+c = Pglite.get_connection_opts(pg)
+{:ok, executable} = PgliteEx.Executable.find(nil)
+{:ok, port_process} = PgliteEx.PortProcess.open(executable: executable, env: [{"PGLITE_DATA_DIR", "memory://"}], timeout: 60_000, run_dir: System.tmp_dir!())
+
+try do
+  owner = spawn_link(fn -> Ladder.Forward.port_owner(port_process) end)
+  Port.connect(port_process.port, owner)
+  Process.unlink(port_process.port)
+  server_socket = Path.join(server.host, ".s.PGSQL.#{server.port}")
+  beam = Ladder.Forward.listen(&Ladder.Forward.to_server(&1, server_socket))
+  port = Ladder.Forward.listen(&Ladder.Forward.to_port(&1, owner))
+
+  targets = [
+    server: {["-h", server.host, "-p", "#{server.port}", "-U", "postgres"], []},
+    beam: {["-h", "127.0.0.1", "-p", "#{beam}", "-U", "postgres"], []},
+    port: {["-h", "127.0.0.1", "-p", "#{port}", "-U", "postgres"], []},
+    pglite: {["-h", "127.0.0.1", "-p", "#{Pglite.tcp_port(pg)}", "-U", c[:username]], [{"PGPASSWORD", c[:password]}]}
+  ]
+
+  for name <- [:server, :port, :pglite], {conn, env} = targets[name], do: run.(conn ++ ["-i", "-q", "-I", "dtGvp", "-s", "1", "postgres"], env)
+  tps = fn out -> [_, v] = Regex.run(~r/tps = ([\d.]+) \(without initial/, out); String.to_float(v) end
+  median = fn xs -> xs |> Enum.sort() |> Enum.at(div(length(xs), 2)) end
+
+  IO.puts("pgbench, one client, #{seconds} s per run, median of #{rounds}, #{System.schedulers_online()} cores, #{Date.utc_today()}")
+  IO.puts(String.pad_trailing("workload", 26) <> Enum.map_join(["server", "+BEAM", "port+BEAM", "pglite"], "", &String.pad_leading(&1, 16)))
+
+  for {label, args} <- [{"-S, simple", ["-S", "-M", "simple"]}, {"-S, prepared", ["-S", "-M", "prepared"]}, {"tpcb-like", []}] do
+    samples = for _ <- 1..rounds, {name, {conn, env}} <- targets, do: {name, tps.(run.(conn ++ args ++ ["-c", "1", "-T", seconds, "postgres"], env))}
+    r = samples |> Enum.group_by(&elem(&1, 0), &elem(&1, 1)) |> Map.new(fn {k, xs} -> {k, median.(xs)} end)
+
+    cells =
+      for name <- [:server, :beam, :port, :pglite] do
+        tps = :erlang.float_to_binary(r[name], decimals: 0)
+        if name == :server, do: tps, else: "#{tps} (#{:erlang.float_to_binary(r[name] / r.server, decimals: 2)}x)"
+      end
+
+    IO.puts(String.pad_trailing(label, 26) <> Enum.map_join(cells, "", &String.pad_leading(&1, 16)))
+  end
+after
+  Pglite.stop(pg)
+  # Its exit status comes to its owner: this process again.
+  Port.connect(port_process.port, self())
+  PgliteEx.PortProcess.stop(port_process)
+  Pglite.NativeServer.stop(server)
+end
