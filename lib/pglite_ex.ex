@@ -204,7 +204,10 @@ defmodule PgliteEx do
         # Activity: the holder's idle time starts again.
         {:reply, :ok, state |> stop_idle_timer() |> write(payload, meta) |> maybe_ahead() |> arm_idle_timer()}
 
-      Map.get(meta, :deferrable, false) and not (state.holder == nil and :queue.is_empty(state.queue)) ->
+      # Not while its own request waits in the port: the acknowledgement would reach the
+      # client before that request's replies.
+      Map.get(meta, :deferrable, false) and not (state.holder == nil and :queue.is_empty(state.queue)) and
+          not match?(%{pid: ^pid}, state.ahead) ->
         {:reply, :deferred, state}
 
       true ->

@@ -74,12 +74,15 @@ defmodule Pglite.ManyClientsTest do
     assert out =~ "channels left 0"
   end
 
-  test "requests queued right behind another client's get their own replies; a cancel or disconnect hits only its own",
+  test "requests queued right behind another client's get their own replies, in order; a cancel or disconnect hits only its own",
        %{pg: pg} do
     {out, 0} = python(pg, "queued_behind")
     assert out =~ "misrouted replies: 0 []"
     assert out =~ "holder: 5000000 canceled behind it: 57014"
     assert out =~ "holder after a disconnect behind it: 5000000 next: served"
+
+    assert out =~
+             "pipelined behind a holder: [('TUPLES_OK', 'first'), ('PIPELINE_SYNC', None), ('COMMAND_OK', None), ('PIPELINE_SYNC', None)]"
   end
 
   test "a CancelRequest cancels the running statement with 57014; statement_timeout works; the connection goes on",

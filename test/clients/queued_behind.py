@@ -68,3 +68,29 @@ time.sleep(0.3)
 raw.pgconn.finish()
 ta.join()
 print("holder after a disconnect behind it:", outcome["a"], "next:", run(c, "SELECT 'served'"))
+
+# B's query waits in the port behind A's scan when B, pipelining, prepares a statement:
+# B's replies come in the order it asked (the Parse is not acknowledged ahead of them).
+ta = threading.Thread(target=lambda: outcome.update(a=run(a, SCAN)))
+ta.start()
+time.sleep(0.3)
+pg = psycopg.connect(autocommit=True).pgconn
+pg.enter_pipeline_mode()
+pg.send_query_params(b"SELECT 'first'", None)
+pg.pipeline_sync()
+time.sleep(0.3)
+pg.send_prepare(b"second", b"SELECT 'second'")
+pg.pipeline_sync()
+got = []
+deadline = time.time() + 20
+while len(got) < 4 and time.time() < deadline:
+    pg.consume_input()
+    while not pg.is_busy():
+        r = pg.get_result()
+        if r is None:
+            break
+        got.append((r.status, r.get_value(0, 0) if r.ntuples else None))
+    time.sleep(0.01)
+pg.finish()
+ta.join()
+print("pipelined behind a holder:", [(psycopg.pq.ExecStatus(s).name, v and v.decode()) for s, v in got])
