@@ -6,29 +6,17 @@
 #     mix run bench/pgbench_compare.exs [seconds_per_run] [rounds]
 #
 # Each workload runs `rounds` times (default 3) on every target, the targets taking
-# turns, and the median tps is printed: this VM's speed drifts by tens of percent
-# within a minute, and one run per target let that drift decide a comparison.
+# turns, and the median tps is printed (bench/pgbench_runs.ex).
 #
 # The server runs from a temporary directory on a Unix socket with fsync off (like
 # pglite's default) and shared_buffers=128MB. Both PGlite servers run in memory and are
 # reached over TCP on 127.0.0.1. Tables are made with server-side generation
 # (`pgbench -i -I dtGvp`): pglite-socket hangs on the client-side COPY of plain `-i`.
 
-{seconds, rounds} =
-  case System.argv() do
-    [] -> {"10", 3}
-    [s] -> {s, 3}
-    [s, r | _] -> {s, String.to_integer(r)}
-  end
-
-run = fn cmd, args, env ->
-  case System.cmd(cmd, args, env: env, stderr_to_stdout: true) do
-    {out, 0} -> out
-    {out, status} -> raise "#{cmd} #{Enum.join(args, " ")} failed (#{status}):\n#{out}"
-  end
-end
-
 Code.require_file("../test/support/native_server.ex", __DIR__)
+Code.require_file("pgbench_runs.ex", __DIR__)
+alias Bench.PgbenchRuns
+{seconds, rounds} = PgbenchRuns.args(System.argv(), "10")
 server = Pglite.NativeServer.start(fsync: "off", shared_buffers: "128MB")
 
 {:ok, pg} = Pglite.start_link(tcp_port: 0)
@@ -58,7 +46,7 @@ targets =
 
 # The servers stop whatever happens, so a failed step leaves nothing running.
 try do
-  for {_, {conn, env}} <- targets, do: run.("pgbench", conn ++ ["-i", "-q", "-I", "dtGvp", "-s", "1", "postgres"], env)
+  for {_, target} <- targets, do: PgbenchRuns.init!(target)
 
   runs = [
     {"-S, 1 client, simple", ["-S", "-c", "1", "-M", "simple"]},
@@ -69,11 +57,9 @@ try do
     {"tpcb-like, 8 clients", ["-c", "8", "-j", "2"]}
   ]
 
-  tps = fn out -> [_, v] = Regex.run(~r/tps = ([\d.]+) \(without initial/, out); String.to_float(v) end
   num = fn x -> :erlang.float_to_binary(x, decimals: 0) end
   ratio = fn a, b -> :erlang.float_to_binary(a / b, decimals: 2) <> "x" end
 
-  median = fn xs -> xs |> Enum.sort() |> Enum.at(div(length(xs), 2)) end
   IO.puts("pgbench, #{seconds} s per run, median of #{rounds} rounds, scale 1, #{System.schedulers_online()} cores, #{Date.utc_today()}")
 
   IO.puts(
@@ -84,8 +70,7 @@ try do
   )
 
   for {label, args} <- runs do
-    samples = for _ <- 1..rounds, {name, {conn, env}} <- targets, do: {name, tps.(run.("pgbench", conn ++ args ++ ["-T", seconds, "postgres"], env))}
-    results = samples |> Enum.group_by(&elem(&1, 0), &elem(&1, 1)) |> Map.new(fn {name, xs} -> {name, median.(xs)} end)
+    results = PgbenchRuns.median_tps(targets, args, seconds, rounds)
 
     cells =
       Enum.map(targets, fn {name, _} -> num.(results[name]) end) ++
@@ -98,7 +83,7 @@ try do
   cancel_script = Path.expand("cancel_latency.py", __DIR__)
 
   for {name, {[_, host, _, port, _, user], env}} <- Keyword.take(targets, [:pglite, :server]) do
-    out = run.("python3", [cancel_script, "10"], env ++ [{"PGHOST", host}, {"PGPORT", port}, {"PGUSER", user}, {"PGDATABASE", "postgres"}])
+    out = PgbenchRuns.run!("python3", [cancel_script, "10"], env ++ [{"PGHOST", host}, {"PGPORT", port}, {"PGUSER", user}, {"PGDATABASE", "postgres"}])
     IO.puts(String.pad_trailing("#{name}", 8) <> String.trim(out))
   end
 

@@ -13,16 +13,12 @@
 #
 #     mix run bench/round_trip_ladder.exs [seconds_per_run] [rounds]
 #
-# Median tps of `rounds` runs each (default 3).
-
-{seconds, rounds} =
-  case System.argv() do
-    [] -> {"4", 3}
-    [s] -> {s, 3}
-    [s, r | _] -> {s, String.to_integer(r)}
-  end
+# Median tps of `rounds` runs each (default 3; bench/pgbench_runs.ex).
 
 Code.require_file("../test/support/native_server.ex", __DIR__)
+Code.require_file("pgbench_runs.ex", __DIR__)
+alias Bench.PgbenchRuns
+{seconds, rounds} = PgbenchRuns.args(System.argv(), "4")
 
 defmodule Ladder.Forward do
   @moduledoc false
@@ -110,13 +106,6 @@ defmodule Ladder.Forward do
   end
 end
 
-run = fn args, env ->
-  case System.cmd("pgbench", args, env: env, stderr_to_stdout: true) do
-    {out, 0} -> out
-    {out, status} -> raise "pgbench #{Enum.join(args, " ")} failed (#{status}):\n#{out}"
-  end
-end
-
 server = Pglite.NativeServer.start(fsync: "off", shared_buffers: "128MB")
 {:ok, pg} = Pglite.start_link(tcp_port: 0)
 c = Pglite.get_connection_opts(pg)
@@ -138,16 +127,13 @@ try do
     pglite: {["-h", "127.0.0.1", "-p", "#{Pglite.tcp_port(pg)}", "-U", c[:username]], [{"PGPASSWORD", c[:password]}]}
   ]
 
-  for name <- [:server, :port, :pglite], {conn, env} = targets[name], do: run.(conn ++ ["-i", "-q", "-I", "dtGvp", "-s", "1", "postgres"], env)
-  tps = fn out -> [_, v] = Regex.run(~r/tps = ([\d.]+) \(without initial/, out); String.to_float(v) end
-  median = fn xs -> xs |> Enum.sort() |> Enum.at(div(length(xs), 2)) end
+  for name <- [:server, :port, :pglite], do: PgbenchRuns.init!(targets[name])
 
   IO.puts("pgbench, one client, #{seconds} s per run, median of #{rounds}, #{System.schedulers_online()} cores, #{Date.utc_today()}")
   IO.puts(String.pad_trailing("workload", 26) <> Enum.map_join(["server", "+BEAM", "port+BEAM", "pglite"], "", &String.pad_leading(&1, 16)))
 
   for {label, args} <- [{"-S, simple", ["-S", "-M", "simple"]}, {"-S, prepared", ["-S", "-M", "prepared"]}, {"tpcb-like", []}] do
-    samples = for _ <- 1..rounds, {name, {conn, env}} <- targets, do: {name, tps.(run.(conn ++ args ++ ["-c", "1", "-T", seconds, "postgres"], env))}
-    r = samples |> Enum.group_by(&elem(&1, 0), &elem(&1, 1)) |> Map.new(fn {k, xs} -> {k, median.(xs)} end)
+    r = PgbenchRuns.median_tps(targets, args ++ ["-c", "1"], seconds, rounds)
 
     cells =
       for name <- [:server, :beam, :port, :pglite] do

@@ -6,7 +6,8 @@
 //! thread wakes for every one of them (~530 thread switches in a warm start, one per
 //! page read or written in a data directory), and a write is reported done before it
 //! happened. Here a read is `read(2)` and a write is `write(2)`, done when they return.
-//! Directory operations, path checks and metadata stay Wasmer's.
+//! Directory operations and metadata stay Wasmer's; opening a file resolves its path as
+//! Wasmer does (`..` never climbs above the root).
 
 use std::fs;
 use std::io::{self, Read, Seek, Write};

@@ -47,7 +47,7 @@ fn run(config: &Config) -> Result<u8> {
     let phase = |name: &str| log::debug!("start-up: {name} done at {:.1?}", started.elapsed());
     let cache_dir = config.cache_dir();
     let location = config.data_location()?;
-    // On a machine's first start both are unpacked (~1 s each here): side by side.
+    // On a machine's first start both are unpacked (0.5-1 s each here): side by side.
     // Every way out waits for the template, so no unpacking is cut short.
     let template = {
         let cache_dir = cache_dir.clone();

@@ -1,0 +1,40 @@
+defmodule Bench.PgbenchRuns do
+  @moduledoc """
+  What the pgbench benchmarks share: their command line, running pgbench, and the
+  median tps of each target over rounds in which the targets take turns (this VM's
+  speed drifts by tens of percent within a minute; one run each let the drift decide).
+  """
+
+  @doc "`[seconds_per_run] [rounds]` from the command line; 3 rounds by default."
+  def args(argv, default_seconds) do
+    case argv do
+      [] -> {default_seconds, 3}
+      [s] -> {s, 3}
+      [s, r | _] -> {s, String.to_integer(r)}
+    end
+  end
+
+  @doc "Runs a command; its output, or a raise with it."
+  def run!(cmd, args, env) do
+    case System.cmd(cmd, args, env: env, stderr_to_stdout: true) do
+      {out, 0} -> out
+      {out, status} -> raise "#{cmd} #{Enum.join(args, " ")} failed (#{status}):\n#{out}"
+    end
+  end
+
+  @doc "`pgbench -i -s 1` with server-side generation."
+  def init!({conn, env}), do: run!("pgbench", conn ++ ["-i", "-q", "-I", "dtGvp", "-s", "1", "postgres"], env)
+
+  @doc "Median tps of each `{name, {conn_args, env}}` target running `args`, `rounds` times."
+  def median_tps(targets, args, seconds, rounds) do
+    samples = for _ <- 1..rounds, {name, {conn, env}} <- targets, do: {name, tps(run!("pgbench", conn ++ args ++ ["-T", seconds, "postgres"], env))}
+    samples |> Enum.group_by(&elem(&1, 0), &elem(&1, 1)) |> Map.new(fn {name, xs} -> {name, median(xs)} end)
+  end
+
+  defp tps(out) do
+    [_, v] = Regex.run(~r/tps = ([\d.]+) \(without initial/, out)
+    String.to_float(v)
+  end
+
+  defp median(xs), do: xs |> Enum.sort() |> Enum.at(div(length(xs), 2))
+end
