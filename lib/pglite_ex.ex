@@ -36,7 +36,8 @@ defmodule PgliteEx do
   others wait is disconnected after `:idle_in_transaction_timeout` ms with FATAL
   `25P03`, as is one whose own `idle_in_transaction_session_timeout` runs out. A
   waiting client's `statement_timeout` and `lock_timeout` count the time it waits in
-  line, as they count lock waits on a server.
+  line, as they count lock waits on a server; not for a request pipelined behind the
+  same client's own unfinished one, whose answer must not overtake that one's replies.
 
   ## Notifications
 
@@ -204,10 +205,10 @@ defmodule PgliteEx do
         # Activity: the holder's idle time starts again.
         {:reply, :ok, state |> stop_idle_timer() |> write(payload, meta) |> maybe_ahead() |> arm_idle_timer()}
 
-      # Not while its own request waits in the port: the acknowledgement would reach the
-      # client before that request's replies.
+      # Not while it has requests in the port: the acknowledgement would reach the
+      # client before their replies.
       Map.get(meta, :deferrable, false) and not (state.holder == nil and :queue.is_empty(state.queue)) and
-          not match?(%{pid: ^pid}, state.ahead) ->
+          not in_port?(state, pid) ->
         {:reply, :deferred, state}
 
       true ->
@@ -285,8 +286,12 @@ defmodule PgliteEx do
 
   def handle_info({:idle_timeout, _stale}, state), do: {:noreply, state}
 
-  def handle_info({:wait_timeout, from, code, message}, state) do
-    {:noreply, state |> refuse_waiting(from, {:canceled, code, message}) |> arm_idle_timer()}
+  # A client whose earlier request is still in the port waits on: the answer would reach
+  # it before that request's replies. Its statement_timeout applies once it runs.
+  def handle_info({:wait_timeout, {pid, _} = from, code, message}, state) do
+    if in_port?(state, pid),
+      do: {:noreply, state},
+      else: {:noreply, state |> refuse_waiting(from, {:canceled, code, message}) |> arm_idle_timer()}
   end
 
   def handle_info({:EXIT, port, _reason}, state) when is_port(port), do: {:noreply, state}
@@ -718,6 +723,11 @@ defmodule PgliteEx do
     drops = for sql <- SessionState.drop_statements(client.objects), do: {:sql, sql}
     [{:close, client.statements} | drops] ++ unlisten_leftovers(state, client)
   end
+
+  # Whether requests of client `pid` are in the port, their replies still to come.
+  defp in_port?(%{holder: {:client, pid}, expected: n}, pid) when n > 0, do: true
+  defp in_port?(%{ahead: %{pid: pid}}, pid), do: true
+  defp in_port?(_state, _pid), do: false
 
   # The holder's frames end where the request written ahead of its turn's end begins.
   defp holder_last_frame(%{ahead: %{frame: frame}}), do: PortProcess.previous_frame(frame)

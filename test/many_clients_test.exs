@@ -83,6 +83,9 @@ defmodule Pglite.ManyClientsTest do
 
     assert out =~
              "pipelined behind a holder: [('TUPLES_OK', 'first'), ('PIPELINE_SYNC', None), ('COMMAND_OK', None), ('PIPELINE_SYNC', None)]"
+
+    assert out =~
+             "pipelined holder: [('TUPLES_OK', '5000000'), ('PIPELINE_SYNC', None), ('COMMAND_OK', None), ('PIPELINE_SYNC', None)] behind it: behind"
   end
 
   test "a CancelRequest cancels the running statement with 57014; statement_timeout works; the connection goes on",

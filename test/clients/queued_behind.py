@@ -69,8 +69,25 @@ raw.pgconn.finish()
 ta.join()
 print("holder after a disconnect behind it:", outcome["a"], "next:", run(c, "SELECT 'served'"))
 
-# B's query waits in the port behind A's scan when B, pipelining, prepares a statement:
-# B's replies come in the order it asked (the Parse is not acknowledged ahead of them).
+def pipelined_results(pg, n):
+    """The first n results of a pipelining libpq connection, in the order they come."""
+    got = []
+    deadline = time.time() + 20
+    while len(got) < n and time.time() < deadline:
+        pg.consume_input()
+        while not pg.is_busy():
+            r = pg.get_result()
+            if r is None:
+                break
+            got.append((psycopg.pq.ExecStatus(r.status).name, r.get_value(0, 0).decode() if r.ntuples else None))
+        time.sleep(0.01)
+    pg.finish()
+    return got
+
+
+# A client pipelining a prepare while its own request waits in the port (behind A's
+# scan), or runs there with another client's written behind it: its replies come in
+# the order it asked (the Parse is not acknowledged ahead of them).
 ta = threading.Thread(target=lambda: outcome.update(a=run(a, SCAN)))
 ta.start()
 time.sleep(0.3)
@@ -81,16 +98,20 @@ pg.pipeline_sync()
 time.sleep(0.3)
 pg.send_prepare(b"second", b"SELECT 'second'")
 pg.pipeline_sync()
-got = []
-deadline = time.time() + 20
-while len(got) < 4 and time.time() < deadline:
-    pg.consume_input()
-    while not pg.is_busy():
-        r = pg.get_result()
-        if r is None:
-            break
-        got.append((r.status, r.get_value(0, 0) if r.ntuples else None))
-    time.sleep(0.01)
-pg.finish()
+got = pipelined_results(pg, 4)
 ta.join()
-print("pipelined behind a holder:", [(psycopg.pq.ExecStatus(s).name, v and v.decode()) for s, v in got])
+print("pipelined behind a holder:", got)
+
+pg = psycopg.connect(autocommit=True).pgconn
+pg.enter_pipeline_mode()
+pg.send_query_params(SCAN.encode(), None)
+pg.pipeline_sync()
+time.sleep(0.3)
+tb = threading.Thread(target=lambda: outcome.update(b=run(b, "SELECT 'behind'")))
+tb.start()
+time.sleep(0.3)
+pg.send_prepare(b"second", b"SELECT 'second'")
+pg.pipeline_sync()
+got = pipelined_results(pg, 4)
+tb.join()
+print("pipelined holder:", got, "behind it:", outcome["b"])
