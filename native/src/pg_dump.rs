@@ -15,6 +15,7 @@ use wasmer_wasix::runtime::task_manager::tokio::TokioTaskManager;
 use wasmer_wasix::{LocalNetworking, PluggableRuntime};
 
 use crate::assets::hex;
+use crate::host_dir::HostDir;
 use crate::module_cache::ModuleCache;
 use crate::stdio_bridge::GuestStderr;
 
@@ -43,8 +44,8 @@ pub fn run(rt: &tokio::runtime::Runtime, modules: &ModuleCache, target: &Target,
         .with_context(|| format!("cannot write the dump into {}", dir.display()))?;
     let partial_name = partial.path().file_name().context("temporary dump file name")?.to_string_lossy().into_owned();
 
-    let host_dir = virtual_fs::host_fs::FileSystem::new(rt.handle().clone(), &dir)
-        .with_context(|| format!("open {} for the guest", dir.display()))?;
+    // Written on pg_dump's thread, each write done when it returns (see HostDir).
+    let host_dir = HostDir::new(rt.handle(), &dir)?;
     let mut runtime = PluggableRuntime::new(Arc::new(TokioTaskManager::new(rt.handle().clone())));
     runtime.set_engine(modules.engine().clone());
     runtime.set_networking_implementation(LocalNetworking::new());
