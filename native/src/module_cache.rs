@@ -196,10 +196,11 @@ impl ModuleCache {
 
     fn load_checked(&self, path: &Path, key: &[u8; 32]) -> std::result::Result<Module, String> {
         let started = std::time::Instant::now();
-        let map = map_file(path).ok_or("cannot be opened")?;
-        let bytes = bytes::Bytes::from_owner(map);
+        let file = File::open(path).map_err(|_| "cannot be opened")?;
+        // The identity of the very file mapped, not of whatever the path names by now.
+        let identity = file.metadata().ok().map(|m| identity(&m));
+        let bytes = bytes::Bytes::from_owner(map(&file).ok_or("cannot be mapped")?);
         let stamp = self.dir.join("verified").join(path.file_name().unwrap_or_default());
-        let identity = file_identity(path);
         let trusted = identity.is_some() && fs::read_to_string(&stamp).ok() == identity;
         check(&bytes, key, !trusted)?;
         if let (false, Some(identity)) = (trusted, &identity) {
@@ -259,19 +260,21 @@ fn entry(dir: &Path, name: &str, wasm_sha256: &str, cpu: &str) -> (PathBuf, [u8;
     (dir.join(format!("{name}-{}.module", &crate::assets::hex(&key)[..16])), key)
 }
 
-/// What tells this very file from any other, or a later version of it: a rename
-/// brings another inode, a write changes the ctime (which no one can set).
-fn file_identity(path: &Path) -> Option<String> {
+/// What tells a file from any other, or from a later version of it: a rename brings
+/// another inode, a write changes the ctime (which no one can set).
+fn identity(m: &fs::Metadata) -> String {
     use std::os::unix::fs::MetadataExt;
-    let m = fs::metadata(path).ok()?;
-    Some(format!("{} {} {} {}.{} {}.{}", m.dev(), m.ino(), m.len(), m.mtime(), m.mtime_nsec(), m.ctime(), m.ctime_nsec()))
+    format!("{} {} {} {}.{} {}.{}", m.dev(), m.ino(), m.len(), m.mtime(), m.mtime_nsec(), m.ctime(), m.ctime_nsec())
 }
 
 /// The cache file, mapped read-only (private: nothing we do reaches the file).
 fn map_file(path: &Path) -> Option<memmap2::Mmap> {
-    let file = File::open(path).ok()?;
-    // SAFETY: see `try_load`: cache files are replaced by rename, never modified.
-    unsafe { memmap2::MmapOptions::new().map_copy_read_only(&file) }.ok()
+    map(&File::open(path).ok()?)
+}
+
+fn map(file: &File) -> Option<memmap2::Mmap> {
+    // SAFETY: see `load_checked`: module files are replaced by rename, never modified.
+    unsafe { memmap2::MmapOptions::new().map_copy_read_only(file) }.ok()
 }
 
 /// The payload, if the header is ours for `key` and the length (and, with `crc`, the
@@ -334,12 +337,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("m.module");
         write_atomically(&path, &[7u8; 32], b"payload").unwrap();
-        let checked = file_identity(&path).unwrap();
-        assert_eq!(file_identity(&path).unwrap(), checked, "the same file, untouched");
+        let of = |path: &Path| identity(&fs::metadata(path).unwrap());
+        let checked = of(&path);
+        assert_eq!(of(&path), checked, "the same file, untouched");
         fs::OpenOptions::new().append(true).open(&path).unwrap().write_all(b"!").unwrap();
-        assert_ne!(file_identity(&path).unwrap(), checked, "written in place");
-        let now = file_identity(&path).unwrap();
+        assert_ne!(of(&path), checked, "written in place");
+        let now = of(&path);
         write_atomically(&path, &[7u8; 32], b"payload!").unwrap();
-        assert_ne!(file_identity(&path).unwrap(), now, "replaced by rename");
+        assert_ne!(of(&path), now, "replaced by rename");
     }
 }
