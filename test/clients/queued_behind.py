@@ -69,11 +69,22 @@ raw.pgconn.finish()
 ta.join()
 print("holder after a disconnect behind it:", outcome["a"], "next:", run(c, "SELECT 'served'"))
 
-def pipelined_results(pg, n):
-    """The first n results of a pipelining libpq connection, in the order they come."""
+def query_then_prepare(first, meanwhile=None):
+    """Pipelines `first`, then (once `meanwhile` has started) a prepare on the same
+    libpq connection; returns its first four results in the order they come."""
+    pg = psycopg.connect(autocommit=True).pgconn
+    pg.enter_pipeline_mode()
+    pg.send_query_params(first, None)
+    pg.pipeline_sync()
+    time.sleep(0.3)
+    if meanwhile:
+        meanwhile.start()
+        time.sleep(0.3)
+    pg.send_prepare(b"second", b"SELECT 'second'")
+    pg.pipeline_sync()
     got = []
     deadline = time.time() + 20
-    while len(got) < n and time.time() < deadline:
+    while len(got) < 4 and time.time() < deadline:
         pg.consume_input()
         while not pg.is_busy():
             r = pg.get_result()
@@ -91,27 +102,11 @@ def pipelined_results(pg, n):
 ta = threading.Thread(target=lambda: outcome.update(a=run(a, SCAN)))
 ta.start()
 time.sleep(0.3)
-pg = psycopg.connect(autocommit=True).pgconn
-pg.enter_pipeline_mode()
-pg.send_query_params(b"SELECT 'first'", None)
-pg.pipeline_sync()
-time.sleep(0.3)
-pg.send_prepare(b"second", b"SELECT 'second'")
-pg.pipeline_sync()
-got = pipelined_results(pg, 4)
+got = query_then_prepare(b"SELECT 'first'")
 ta.join()
 print("pipelined behind a holder:", got)
 
-pg = psycopg.connect(autocommit=True).pgconn
-pg.enter_pipeline_mode()
-pg.send_query_params(SCAN.encode(), None)
-pg.pipeline_sync()
-time.sleep(0.3)
 tb = threading.Thread(target=lambda: outcome.update(b=run(b, "SELECT 'behind'")))
-tb.start()
-time.sleep(0.3)
-pg.send_prepare(b"second", b"SELECT 'second'")
-pg.pipeline_sync()
-got = pipelined_results(pg, 4)
+got = query_then_prepare(SCAN.encode(), tb)
 tb.join()
 print("pipelined holder:", got, "behind it:", outcome["b"])
