@@ -7,6 +7,9 @@
 #   port+BEAM  pglite-port behind one BEAM process that answers the start-up (trust),
 #              then writes whole messages to the port and its frames to the client:
 #              this design with nothing but its two hops;
+#   2 procs    the same, but the port belongs to a second process, written through a
+#              GenServer.call and its frames sent back as messages, as `PgliteEx` and
+#              its connections do (nothing else of theirs);
 #   pglite     this library (`Pglite.start_link(tcp_port: 0)`), everything included.
 #
 # The ratios of the middle columns are ceilings for pglite on this machine.
@@ -19,6 +22,29 @@ Code.require_file("../test/support/native_server.ex", __DIR__)
 Code.require_file("pgbench_runs.ex", __DIR__)
 alias Bench.PgbenchRuns
 {seconds, rounds} = PgbenchRuns.args(System.argv(), "4")
+
+defmodule Ladder.Relay do
+  @moduledoc false
+  use GenServer
+
+  @impl true
+  def init({port, client}) do
+    Port.connect(port, self())
+    {:ok, {port, client}}
+  end
+
+  @impl true
+  def handle_call({:write, data}, _from, {port, _} = state) do
+    Port.command(port, data)
+    {:reply, :ok, state}
+  end
+
+  @impl true
+  def handle_info({port, {:data, frame}}, {port, client} = state) do
+    send(client, {:relayed, frame})
+    {:noreply, state}
+  end
+end
 
 defmodule Ladder.Forward do
   @moduledoc false
@@ -55,15 +81,26 @@ defmodule Ladder.Forward do
     end
   end
 
-  # port+BEAM: one client at a time owns the port (pgbench -c 1 only).
-  def to_port(client, owner) do
+  # port+BEAM and 2 procs: one client at a time has the port (pgbench -c 1 only).
+  def to_port(client, owner, procs) do
     send(owner, {:lend, self()})
     process = receive(do: ({:port, process} -> process))
     startup(client)
     params = Enum.map(process.parameters, fn {k, v} -> Wire.parameter_status(k, v) end)
     :gen_tcp.send(client, [Wire.authentication(0), params, Wire.backend_key_data(1, 1), Wire.ready_for_query(?I)])
     :ok = :inet.setopts(client, active: true)
-    frames(client, process.port, "")
+
+    case procs do
+      1 ->
+        frames(client, &Port.command(process.port, &1), "")
+
+      2 ->
+        {:ok, relay} = GenServer.start_link(Ladder.Relay, {process.port, self()})
+        frames(client, &GenServer.call(relay, {:write, &1}), "")
+        Port.connect(process.port, self())
+        GenServer.stop(relay)
+    end
+
     Port.connect(process.port, owner)
     send(owner, :returned)
   end
@@ -78,16 +115,20 @@ defmodule Ladder.Forward do
     end
   end
 
-  defp frames(client, port, buffer) do
+  defp frames(client, write, buffer) do
     receive do
       {:tcp, ^client, data} ->
         {:ok, messages, rest} = Wire.split(buffer <> data)
         whole = for {tag, _, raw} <- messages, tag != ?X, do: raw
-        if whole != [], do: Port.command(port, whole)
-        unless Enum.any?(messages, &match?({?X, _, _}, &1)), do: frames(client, port, rest)
+        if whole != [], do: write.(whole)
+        unless Enum.any?(messages, &match?({?X, _, _}, &1)), do: frames(client, write, rest)
 
-      {^port, {:data, frame}} ->
-        :gen_tcp.send(client, frame) && frames(client, port, buffer)
+      # From the port itself, or relayed by the second process.
+      {port, {:data, frame}} when is_port(port) ->
+        :gen_tcp.send(client, frame) && frames(client, write, buffer)
+
+      {:relayed, frame} ->
+        :gen_tcp.send(client, frame) && frames(client, write, buffer)
 
       {:tcp_closed, ^client} ->
         :ok
@@ -118,25 +159,27 @@ try do
   Process.unlink(port_process.port)
   server_socket = Path.join(server.host, ".s.PGSQL.#{server.port}")
   beam = Ladder.Forward.listen(&Ladder.Forward.to_server(&1, server_socket))
-  port = Ladder.Forward.listen(&Ladder.Forward.to_port(&1, owner))
+  port = Ladder.Forward.listen(&Ladder.Forward.to_port(&1, owner, 1))
+  port2 = Ladder.Forward.listen(&Ladder.Forward.to_port(&1, owner, 2))
 
   targets = [
     server: {["-h", server.host, "-p", "#{server.port}", "-U", "postgres"], []},
     beam: {["-h", "127.0.0.1", "-p", "#{beam}", "-U", "postgres"], []},
     port: {["-h", "127.0.0.1", "-p", "#{port}", "-U", "postgres"], []},
+    port2: {["-h", "127.0.0.1", "-p", "#{port2}", "-U", "postgres"], []},
     pglite: {["-h", "127.0.0.1", "-p", "#{Pglite.tcp_port(pg)}", "-U", c[:username]], [{"PGPASSWORD", c[:password]}]}
   ]
 
   for name <- [:server, :port, :pglite], do: PgbenchRuns.init!(targets[name])
 
   IO.puts("pgbench, one client, #{seconds} s per run, median of #{rounds}, #{System.schedulers_online()} cores, #{Date.utc_today()}")
-  IO.puts(String.pad_trailing("workload", 26) <> Enum.map_join(["server", "+BEAM", "port+BEAM", "pglite"], "", &String.pad_leading(&1, 16)))
+  IO.puts(String.pad_trailing("workload", 26) <> Enum.map_join(["server", "+BEAM", "port+BEAM", "2 procs", "pglite"], "", &String.pad_leading(&1, 16)))
 
   for {label, args} <- [{"-S, simple", ["-S", "-M", "simple"]}, {"-S, prepared", ["-S", "-M", "prepared"]}, {"tpcb-like", []}] do
     r = PgbenchRuns.median_tps(targets, args ++ ["-c", "1"], seconds, rounds)
 
     cells =
-      for name <- [:server, :beam, :port, :pglite] do
+      for name <- [:server, :beam, :port, :port2, :pglite] do
         tps = :erlang.float_to_binary(r[name], decimals: 0)
         if name == :server, do: tps, else: "#{tps} (#{:erlang.float_to_binary(r[name] / r.server, decimals: 2)}x)"
       end
