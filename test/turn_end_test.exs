@@ -37,5 +37,8 @@ defmodule PgliteEx.Server.TurnEndTest do
         do: refute(TurnEnd.ends_transaction?([query(sql)]), sql)
 
     refute TurnEnd.ends_transaction?([query("COMMIT"), query("SELECT 1")])
+    # Long texts are not looked at: at worst a COMMIT padded with spaces queues nothing.
+    refute TurnEnd.ends_transaction?([query("SELECT abalance FROM pgbench_accounts WHERE aid = 4711;")])
+    assert TurnEnd.ends_transaction?([query(String.duplicate(" ", 40) <> "COMMIT")])
   end
 end

@@ -16,6 +16,8 @@ defmodule PgliteEx.Server.TurnEnd do
 
   @words ~w(begin start copy)
 
+  # "rollback transaction;" with room for spaces and the terminating NUL.
+  @longest_end 64
   @ends_transaction ~r/\A\s*(?:commit|end|rollback|abort)(?:\s+(?:work|transaction))?\s*;?\s*\z/i
 
   @doc """
@@ -59,10 +61,15 @@ defmodule PgliteEx.Server.TurnEnd do
 
   @doc """
   True for a single Query that ends a transaction block (COMMIT, END, ROLLBACK, ABORT,
-  without AND CHAIN): sent in a transaction, it too ends the turn.
+  without AND CHAIN): sent in a transaction, it too ends the turn. A text longer than
+  any of them with a little space around is not looked at (this runs on every
+  turn-ending Query): it counts as not ending one, which only means no request is
+  queued behind it.
   """
   @spec ends_transaction?([{byte(), binary(), binary()}]) :: boolean()
-  def ends_transaction?([{?Q, body, _}]), do: Regex.match?(@ends_transaction, String.trim_trailing(body, <<0>>))
+  def ends_transaction?([{?Q, body, _}]) when byte_size(body) <= @longest_end,
+    do: Regex.match?(@ends_transaction, String.trim_trailing(body, <<0>>))
+
   def ends_transaction?(_messages), do: false
 
   defp bound_safe?(body, unsafe) do
