@@ -40,6 +40,10 @@ defmodule PgliteEx.SessionState do
   @spec may_change?([{byte(), binary(), binary()}]) :: boolean()
   def may_change?(messages), do: Enum.any?(sql_texts(messages), &may_change_sql?/1)
 
+  @doc "The words without which `may_change_sql?/1` is false, lowercase."
+  @spec change_words() :: [String.t()]
+  def change_words, do: @change_words
+
   @doc "True when an SQL text may change the session."
   @spec may_change_sql?(String.t()) :: boolean()
   def may_change_sql?(sql) do

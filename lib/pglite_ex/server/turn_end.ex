@@ -15,6 +15,8 @@ defmodule PgliteEx.Server.TurnEnd do
   """
 
   @words ~w(begin start copy)
+  # Every word that can make a text risky, looked for at once: most texts have none.
+  @risky_words @words ++ PgliteEx.SessionState.change_words()
 
   # "rollback transaction;" with room for spaces and the terminating NUL.
   @longest_end 64
@@ -98,5 +100,8 @@ defmodule PgliteEx.Server.TurnEnd do
 
   defp risky?(nil), do: true
 
-  defp risky?(text), do: PgliteEx.Words.any?(text, @words) or PgliteEx.SessionState.may_change_sql?(text)
+  defp risky?(text) do
+    PgliteEx.Words.any?(text, @risky_words) and
+      (PgliteEx.Words.any?(text, @words) or PgliteEx.SessionState.may_change_sql?(text))
+  end
 end
