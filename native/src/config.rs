@@ -55,6 +55,13 @@ pub struct Config {
     #[arg(long, env = "PGLITE_SHARED_BUFFERS", default_value = "32MB")]
     pub shared_buffers: String,
 
+    /// Microseconds the backend polls stdin for the next frame before it sleeps, while
+    /// frames come that fast (a wait that outlasts this sleeps at once next time):
+    /// waking a sleeping process costs more, most of all on a virtual machine. 0 never
+    /// polls.
+    #[arg(long, env = "PGLITE_SPIN_US", default_value_t = 300, value_parser = clap::value_parser!(u32).range(0..=100_000))]
+    pub spin_us: u32,
+
     /// Extra PostgreSQL setting NAME=VALUE (repeatable), e.g. `-c work_mem=8MB`.
     #[arg(short = 'c', long = "set", value_name = "NAME=VALUE")]
     pub settings: Vec<String>,

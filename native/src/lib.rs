@@ -19,5 +19,6 @@ pub mod session;
 pub mod side_modules;
 pub mod sql_cli;
 pub mod stdin_frames;
+pub mod stdin_wait;
 pub mod stdio_bridge;
 pub mod wire;

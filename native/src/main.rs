@@ -1,6 +1,7 @@
 //! pglite-port: configuration in, runtime up, frame loop, clean shutdown.
 
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::Parser;
@@ -116,7 +117,7 @@ fn run(config: &Config) -> Result<u8> {
     }
 
     let clock = StatementClock::default();
-    let frames = StdinFrames::start(clock.clone())?;
+    let frames = StdinFrames::start(clock.clone(), Duration::from_micros(config.spin_us.into()))?;
     let (mut backend, stdin) = session::open(&host, &config.database, Source::Frames(frames), Box::new(StdoutFrames::new()), clock.clone())?;
     match backend.interrupts() {
         Ok(interrupts) => clock.install(interrupts),

@@ -13,7 +13,7 @@ use std::collections::VecDeque;
 use std::fs::File;
 use std::io;
 use std::mem::ManuallyDrop;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -22,6 +22,7 @@ use anyhow::Context;
 use crate::frame::{read_frame, ReadFrame, MAX_FRAME_LEN};
 use crate::frontend_guard::{FrontendGuard, Verdict};
 use crate::interrupts::StatementClock;
+use crate::stdin_wait::{wait_readable, SpinThenSleep};
 use crate::stdio_bridge::{EndReason, Input};
 
 /// The reader of fd 0, shared by the backend's thread (while it waits for input) and
@@ -42,11 +43,14 @@ struct Reader {
     ended: bool,
     /// The number of the last frame read that was not a cancel.
     numbered: u32,
+    /// How the backend's thread waits for its next frame.
+    waiter: SpinThenSleep,
 }
 
 impl StdinFrames {
-    /// Takes over fd 0 and starts the watcher and signal threads.
-    pub fn start(clock: StatementClock) -> anyhow::Result<Arc<Self>> {
+    /// Takes over fd 0 and starts the watcher and signal threads. The backend's thread
+    /// polls for its next frame for up to `spin` before it sleeps.
+    pub fn start(clock: StatementClock, spin: Duration) -> anyhow::Result<Arc<Self>> {
         let mut fds = [0; 2];
         // SAFETY: pipe() fills two new descriptors that we then own.
         if unsafe { libc::pipe(fds.as_mut_ptr()) } != 0 {
@@ -60,6 +64,7 @@ impl StdinFrames {
             guard: FrontendGuard::default(),
             ended: false,
             numbered: 0,
+            waiter: SpinThenSleep::new(spin),
         };
         let frames = Arc::new(Self { reader: Mutex::new(reader), queue: Mutex::default(), wake, clock });
 
@@ -102,7 +107,8 @@ impl StdinFrames {
             if reader.ended {
                 return Input::End(EndReason::Eof);
             }
-            match wait_readable(&[reader.stdin.as_raw_fd(), self.wake.0.as_raw_fd()], -1) {
+            let fds = [reader.stdin.as_raw_fd(), self.wake.0.as_raw_fd()];
+            match reader.waiter.wait(&fds) {
                 Ok(Some(0)) => {
                     let mut items = reader.read_one(&self.clock).into_iter();
                     if let Some(first) = items.next() {
@@ -208,23 +214,6 @@ impl Reader {
         eprintln!("pglite-port: reading stdin failed: {e}; shutting down");
         self.ended = true;
         Input::End(EndReason::Truncated(e.to_string()))
-    }
-}
-
-/// Waits until one of `fds` is readable (or closed): its index, or None on timeout.
-fn wait_readable(fds: &[RawFd], timeout_ms: i32) -> io::Result<Option<usize>> {
-    let mut polls: Vec<libc::pollfd> = fds.iter().map(|&fd| libc::pollfd { fd, events: libc::POLLIN, revents: 0 }).collect();
-    loop {
-        // SAFETY: `polls` is a valid array of pollfd for the length given.
-        let n = unsafe { libc::poll(polls.as_mut_ptr(), polls.len() as libc::nfds_t, timeout_ms) };
-        if n < 0 {
-            let e = io::Error::last_os_error();
-            if e.kind() == io::ErrorKind::Interrupted {
-                continue;
-            }
-            return Err(e);
-        }
-        return Ok(polls.iter().position(|p| p.revents != 0));
     }
 }
 
