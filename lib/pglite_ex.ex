@@ -205,6 +205,10 @@ defmodule PgliteEx do
         # Activity: the holder's idle time starts again.
         {:reply, :ok, state |> stop_idle_timer() |> write(payload, meta) |> maybe_ahead() |> arm_idle_timer()}
 
+      # The backend is free, nobody waits and nothing is to be done first: its turn now.
+      free?(state) and match?(%{^pid => %{settings: settings}} when settings == state.applied, state.clients) ->
+        {:reply, :ok, state |> take_turn(pid, payload, meta) |> arm_idle_timer()}
+
       # Not while it has requests in the port: the acknowledgement would reach the
       # client before their replies.
       Map.get(meta, :deferrable, false) and not (state.holder == nil and :queue.is_empty(state.queue)) and
@@ -421,8 +425,7 @@ defmodule PgliteEx do
         if settings == state.applied do
           cancel_timer(timer)
           GenServer.reply(from, :ok)
-          state = %{state | queue: queue, holder: {:client, pid}, turn_first: PortProcess.next_frame(state.written)}
-          state |> write(payload, meta) |> maybe_ahead()
+          take_turn(%{state | queue: queue}, pid, payload, meta)
         else
           run_chore(%{state | queue: :queue.in_r(item, queue)}, {:apply, settings, pid})
         end
@@ -437,6 +440,14 @@ defmodule PgliteEx do
   end
 
   defp next(state), do: maybe_ahead(state)
+
+  defp take_turn(state, pid, payload, meta) do
+    %{state | holder: {:client, pid}, turn_first: PortProcess.next_frame(state.written)}
+    |> write(payload, meta)
+    |> maybe_ahead()
+  end
+
+  defp free?(state), do: state.holder == nil and state.chores == [] and :queue.is_empty(state.queue)
 
   defp write(state, payload, meta) do
     # In a transaction only its end ends the turn.
@@ -555,6 +566,9 @@ defmodule PgliteEx do
   defp chore_done(state, _chore, _messages), do: state
 
   ## Clients
+
+  # Most payloads prepare, close, listen and change nothing.
+  defp note_submit(state, _pid, %{prepared: [], closed: [], session: false}), do: state
 
   defp note_submit(state, pid, meta) do
     update_client(state, pid, fn client ->

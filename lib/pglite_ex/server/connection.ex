@@ -237,17 +237,19 @@ defmodule PgliteEx.Server.Connection do
     ends_turn? = not state.open and not session? and not batch.open and TurnEnd.ends_turn?(messages, state.risky)
     state = %{state | risky: TurnEnd.track(messages, state.risky)}
 
-    meta =
-      batch
-      |> Map.take([:rfq, :open, :prepared, :closed, :deferrable])
-      |> Map.merge(%{
-        session: session?,
-        # LISTEN and UNLISTEN change the session: no need to look for them otherwise.
-        listen: if(session?, do: SessionState.listen_ops(messages), else: []),
-        cancellable: cancellable?(messages, batch),
-        ends_turn: ends_turn?,
-        ends_transaction: ends_turn? and TurnEnd.ends_transaction?(messages)
-      })
+    meta = %{
+      rfq: batch.rfq,
+      open: batch.open,
+      prepared: batch.prepared,
+      closed: batch.closed,
+      deferrable: batch.deferrable,
+      session: session?,
+      # LISTEN and UNLISTEN change the session: no need to look for them otherwise.
+      listen: if(session?, do: SessionState.listen_ops(messages), else: []),
+      cancellable: cancellable?(messages, batch),
+      ends_turn: ends_turn?,
+      ends_transaction: ends_turn? and TurnEnd.ends_transaction?(messages)
+    }
 
     result = if messages == [], do: :ok, else: PgliteEx.submit(state.backend, batch.payload, meta)
 
