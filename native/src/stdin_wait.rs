@@ -41,7 +41,8 @@ impl SpinThenSleep {
                 if start.elapsed() >= self.window {
                     break;
                 }
-                std::hint::spin_loop();
+                // The writer we wait for may be runnable on this very core: let it run.
+                std::thread::yield_now();
             }
         }
         let ready = wait_readable(fds, -1)?;

@@ -17,9 +17,16 @@ fn run(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
 fn help_lists_every_setting() {
     let (code, out, _) = run(&["--help"], &[]);
     assert_eq!(code, 0);
-    for name in ["PGLITE_DATA_DIR", "PGLITE_USERNAME", "PGLITE_DATABASE", "PGLITE_DEBUG", "PGLITE_WASM_PATH", "PGLITE_CACHE_DIR", "PGLITE_SHARED_BUFFERS", "--precompile", "--precompile-to", "--sql"] {
+    for name in ["PGLITE_DATA_DIR", "PGLITE_USERNAME", "PGLITE_DATABASE", "PGLITE_DEBUG", "PGLITE_WASM_PATH", "PGLITE_CACHE_DIR", "PGLITE_SHARED_BUFFERS", "PGLITE_SPIN_US", "--precompile", "--precompile-to", "--sql"] {
         assert!(out.contains(name), "--help lacks {name}");
     }
+}
+
+#[test]
+fn a_spin_window_out_of_range_is_refused_with_its_name() {
+    let (code, _, err) = run(&["--sql", "SELECT 1"], &[("PGLITE_SPIN_US", "200000")]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--spin-us") && err.contains("200000"), "{err}");
 }
 
 #[test]
