@@ -180,8 +180,9 @@ impl Backend {
 
         log::debug!("instantiated in {:.1?}", started.elapsed());
         let mut backend = Backend { store, module: host.module.clone(), instance, env, x, stdout: stdio.stdout, stderr: stdio.stderr, active: false };
+        let started = std::time::Instant::now();
         backend.boot().map_err(|e| backend.explain(e))?;
-        log::debug!("PostgreSQL started in {:.1?}", started.elapsed());
+        log::debug!("PostgreSQL started in {:.1?} after that", started.elapsed());
         Ok(backend)
     }
 
