@@ -196,7 +196,8 @@ impl Backend {
         }
         self.x.set_active.call(s, 1).context("pgl_setPGliteActive(1)")?;
         self.active = true;
-        match self.x.start.call(s) {
+        // The guest zeroes its shared memory here: faulted in on another core meanwhile.
+        match crate::guest_memory::populating(|| self.x.start.call(s)) {
             Ok(()) => {}
             Err(e) => match classify(&e) {
                 Trap::Alive => {}

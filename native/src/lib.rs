@@ -8,6 +8,7 @@ pub mod data_dir;
 pub mod frame;
 pub mod frontend_guard;
 pub mod guest_fs;
+pub mod guest_memory;
 pub mod guest_symbols;
 pub mod host_dir;
 pub mod interrupts;

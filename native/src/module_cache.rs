@@ -41,7 +41,9 @@ pub const SHIPPED_DIR: &str = "pglite-modules";
 /// The Cranelift engine with wasm exceptions on (PostgreSQL's longjmp needs them),
 /// compiling for this CPU.
 pub fn engine() -> Engine {
-    engine_for(wasmer::sys::Cranelift::default(), None)
+    let mut engine = engine_for(wasmer::sys::Cranelift::default(), None);
+    wasmer::sys::NativeEngineExt::set_tunables(&mut engine, crate::guest_memory::PopulatingTunables::new());
+    engine
 }
 
 /// The engine that compiles shipped modules: only CPU features every machine of this
