@@ -129,8 +129,14 @@ fn run(config: &Config) -> Result<u8> {
         Ok(bytes) => log::debug!("released {} MiB of zero guest pages at {:.1?}", bytes >> 20, started.elapsed()),
         Err(e) => log::warn!("could not release zero guest pages: {e:#}"),
     }
-    let dropped = memory_pages::release_start_up_leftovers();
-    log::debug!("dropped {} MiB of start-up mappings at {:.1?}", dropped >> 20, started.elapsed());
+    // Read-only pages and free heap only: safe beside the backend, and off its path.
+    let spawned = std::thread::Builder::new().name("trim".into()).spawn(move || {
+        let dropped = memory_pages::release_start_up_leftovers();
+        log::debug!("dropped {} MiB of start-up mappings at {:.1?}", dropped >> 20, started.elapsed());
+    });
+    if let Err(e) = spawned {
+        log::warn!("could not drop start-up mappings: {e}");
+    }
     log::info!("ready: database {:?} as {:?} in {}", config.database, config.username, config.data_dir);
     backend.serve()?;
     backend.shutdown()?;

@@ -25,8 +25,9 @@ pub unsafe fn release(bytes: &[u8]) -> usize {
 /// After start-up: returns the heap's free memory to the OS (`malloc_trim`) and drops
 /// from this process the pages of its own executable that it touched while starting
 /// (Wasmer's loader, the asset code): untouched file pages, which stay in the page
-/// cache and fault back in if used again. Mappings holding a page written since
-/// (relocations) are left alone. Returns the size of the mappings dropped.
+/// cache and fault back in if used again. Writable mappings, and mappings holding a
+/// page written since (relocations), are left alone, so other threads may run
+/// meanwhile. Returns the size of the mappings dropped.
 pub fn release_start_up_leftovers() -> usize {
     // SAFETY: malloc_trim only hands free heap memory back.
     unsafe { libc::malloc_trim(0) };
@@ -44,8 +45,8 @@ pub fn release_start_up_leftovers() -> usize {
         .sum()
 }
 
-/// The address ranges of `path`'s mappings in an smaps listing that are private and
-/// hold no anonymous (written) page.
+/// The address ranges of `path`'s mappings in an smaps listing that are private,
+/// read-only and hold no anonymous (written) page.
 fn clean_file_mappings(smaps: &str, path: &str) -> Vec<(usize, usize)> {
     let mut out = Vec::new();
     let mut current: Option<(usize, usize)> = None;
@@ -53,7 +54,8 @@ fn clean_file_mappings(smaps: &str, path: &str) -> Vec<(usize, usize)> {
         let mut fields = line.split_whitespace();
         let first = fields.next().unwrap_or("");
         if let Some((start, end)) = first.split_once('-').filter(|_| line.ends_with(path)) {
-            let private = fields.next().is_some_and(|perms| perms.ends_with('p'));
+            // Not a writable one: a page written after smaps was read would be lost.
+            let private = fields.next().is_some_and(|perms| perms.ends_with('p') && !perms.contains('w'));
             current = match (usize::from_str_radix(start, 16), usize::from_str_radix(end, 16)) {
                 (Ok(s), Ok(e)) if private => Some((s, e)),
                 _ => None,
@@ -107,7 +109,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn only_clean_private_mappings_of_the_file_are_picked() {
+    fn only_clean_private_read_only_mappings_of_the_file_are_picked() {
         let smaps = "\
 1000-3000 r--p 00000000 fe:01 42 /opt/bin/pglite-port
 Rss:                   8 kB
@@ -119,6 +121,8 @@ Anonymous:             0 kB
 5000-6000 rw-p 00000000 00:00 0
 Anonymous:             0 kB
 6000-8000 r-xp 00003000 fe:01 42 /opt/bin/pglite-port
+Anonymous:             0 kB
+8000-9000 rw-p 00005000 fe:01 42 /opt/bin/pglite-port
 Anonymous:             0 kB
 ";
         assert_eq!(clean_file_mappings(smaps, "/opt/bin/pglite-port"), vec![(0x1000, 0x3000), (0x6000, 0x8000)]);
