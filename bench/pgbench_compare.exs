@@ -60,7 +60,7 @@ try do
   num = fn x -> :erlang.float_to_binary(x, decimals: 0) end
   ratio = fn a, b -> :erlang.float_to_binary(a / b, decimals: 2) <> "x" end
 
-  IO.puts("pgbench, #{seconds} s per run, median of #{rounds} rounds, scale 1, #{System.schedulers_online()} cores, #{Date.utc_today()}")
+  IO.puts("pgbench, #{seconds} s per run, median of #{rounds} rounds, scale 1, #{System.schedulers_online()} cores, #{Date.utc_today()}, #{PgbenchRuns.io_polling()}")
 
   IO.puts(
     Enum.map_join(["workload" | Enum.map(targets, &"#{elem(&1, 0)} tps")] ++ ["vs server"] ++ if(node_server, do: ["vs socket"], else: []), "", fn

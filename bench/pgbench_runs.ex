@@ -14,6 +14,16 @@ defmodule Bench.PgbenchRuns do
     end
   end
 
+  @doc """
+  How this VM polls its file descriptors, for the table's header: with scheduler
+  polling (the default) or without it (`ERL_FLAGS="+IOs false"`, README, Performance).
+  A VM with scheduler polling has a pollset that no poll thread waits on.
+  """
+  def io_polling do
+    scheduler_pollset? = Enum.any?(:erlang.system_info(:check_io), &(&1[:poll_threads] == 0 and &1[:fallback] == false))
+    if scheduler_pollset?, do: "BEAM scheduler polling on (default)", else: "BEAM scheduler polling off (+IOs false)"
+  end
+
   @doc "Runs a command; its output, or a raise with it."
   def run!(cmd, args, env) do
     case System.cmd(cmd, args, env: env, stderr_to_stdout: true) do

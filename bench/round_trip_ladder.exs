@@ -172,7 +172,7 @@ try do
 
   for name <- [:server, :port, :pglite], do: PgbenchRuns.init!(targets[name])
 
-  IO.puts("pgbench, one client, #{seconds} s per run, median of #{rounds}, #{System.schedulers_online()} cores, #{Date.utc_today()}")
+  IO.puts("pgbench, one client, #{seconds} s per run, median of #{rounds}, #{System.schedulers_online()} cores, #{Date.utc_today()}, #{PgbenchRuns.io_polling()}")
   IO.puts(String.pad_trailing("workload", 26) <> Enum.map_join(["server", "+BEAM", "port+BEAM", "2 procs", "pglite"], "", &String.pad_leading(&1, 16)))
 
   for {label, args} <- [{"-S, simple", ["-S", "-M", "simple"]}, {"-S, prepared", ["-S", "-M", "prepared"]}, {"tpcb-like", []}] do
