@@ -55,7 +55,7 @@ defmodule PgliteEx do
   use GenServer
   require Logger
 
-  alias PgliteEx.{PortProcess, SessionState, Timeouts, Wire}
+  alias PgliteEx.{KeepAwake, PortProcess, SessionState, Timeouts, Wire}
 
   @typedoc "What a client says about a payload it submits."
   @type meta :: %{
@@ -83,6 +83,11 @@ defmodule PgliteEx do
     :process,
     :opts,
     :up_since,
+    # PgliteEx.KeepAwake (nil when off), the client that wrote the last request, and
+    # whether a poke waits for its rest.
+    :awake,
+    :last_writer,
+    poked: false,
     # The backend's ParameterStatus values at start-up, for new clients.
     parameters: [],
     buffer: "",
@@ -116,7 +121,8 @@ defmodule PgliteEx do
   @doc """
   Starts the port and waits for its ready frame. Options: `:executable` (path of
   pglite-port), `:env` (list of `{name, value}`), `:timeout`, `:run_dir` (where the
-  port's stderr is kept), `:idle_in_transaction_timeout` (ms, 0 = never), `:name`.
+  port's stderr is kept), `:idle_in_transaction_timeout` (ms, 0 = never),
+  `:busy_wait_us` (see `PgliteEx.KeepAwake`; 0 = never), `:name`.
   """
   @spec start_link(keyword()) :: GenServer.on_start()
   def start_link(opts) do
@@ -169,7 +175,9 @@ defmodule PgliteEx do
     Process.flag(:trap_exit, true)
 
     case PortProcess.open(opts) do
-      {:ok, process} -> {:ok, %__MODULE__{process: process, parameters: process.parameters, opts: opts, up_since: now()}}
+      {:ok, process} ->
+        awake = KeepAwake.start(Keyword.get(opts, :busy_wait_us, 0))
+        {:ok, %__MODULE__{process: process, parameters: process.parameters, opts: opts, up_since: now(), awake: awake}}
       {:error, reason} -> {:stop, reason}
     end
   end
@@ -237,6 +245,7 @@ defmodule PgliteEx do
 
   @impl true
   def handle_info({port, {:data, frame}}, %{process: %{port: port}} = state) do
+    state = rest(state)
     {:ok, messages, rest} = Wire.split(state.buffer <> frame)
     {notifications, messages} = Enum.split_with(messages, &match?({?A, _, _}, &1))
     notify(state, notifications)
@@ -453,8 +462,25 @@ defmodule PgliteEx do
     # In a transaction only its end ends the turn.
     ends? = Map.get(meta, :ends_turn, false) and (state.status == ?I or Map.get(meta, :ends_transaction, false))
     closing = ends? and (state.expected == 0 or state.closing)
-    %{send_frame(state, payload) | expected: state.expected + meta.rfq, open: meta.open, closing: closing}
+    %{send_frame(state, payload) | expected: state.expected + meta.rfq, open: meta.open, closing: closing} |> keep_awake()
   end
+
+  # A client whose request follows its own, with nobody else's in between, is alone:
+  # every scheduler would sleep until the reply (PgliteEx.KeepAwake).
+  defp keep_awake(%{holder: {:client, pid}, last_writer: pid, awake: awake} = state) when awake != nil do
+    KeepAwake.poke(awake)
+    %{state | poked: true}
+  end
+
+  defp keep_awake(%{holder: {:client, pid}} = state), do: %{state | last_writer: pid}
+  defp keep_awake(state), do: state
+
+  defp rest(%{poked: true} = state) do
+    KeepAwake.rest(state.awake)
+    %{state | poked: false}
+  end
+
+  defp rest(state), do: state
 
   defp send_frame(state, payload) do
     PortProcess.command(state.process, payload)

@@ -5,6 +5,7 @@ defmodule PgliteEx.Instance do
       PgliteEx.Instance (one_for_one)
       ├── PgliteEx.Instance.Info        socket directory and connection facts
       ├── PgliteEx                      the port and the one backend (restarted if it dies)
+      │   └── PgliteEx.KeepAwake        busy while a lone client waits (ends with PgliteEx)
       ├── DynamicSupervisor             one PgliteEx.Server.Connection per client
       ├── Listener {:unix, path}        .s.PGSQL.<port> in a private directory
       └── Listener {:tcp, port}         127.0.0.1, when `tcp_port` is set
@@ -34,6 +35,7 @@ defmodule PgliteEx.Instance do
       timeout: opts.timeout,
       run_dir: socket_dir,
       idle_in_transaction_timeout: opts.idle_in_transaction_timeout,
+      busy_wait_us: opts.busy_wait_us,
       data_dir: opts.data_dir && Path.expand(opts.data_dir)
     ]
 

@@ -20,7 +20,8 @@ defmodule PgliteEx.Options do
           socket_dir: String.t() | nil,
           port: 1..65535,
           env: [{String.t(), String.t()}],
-          idle_in_transaction_timeout: non_neg_integer()
+          idle_in_transaction_timeout: non_neg_integer(),
+          busy_wait_us: 0..100_000
         }
 
   @defaults %{
@@ -36,7 +37,8 @@ defmodule PgliteEx.Options do
     socket_dir: nil,
     port: 5432,
     env: [],
-    idle_in_transaction_timeout: 10_000
+    idle_in_transaction_timeout: 10_000,
+    busy_wait_us: 1_000
   }
 
   @doc "The option names `Pglite.start_link/1` accepts."
@@ -92,6 +94,7 @@ defmodule PgliteEx.Options do
   defp check(:memory, v) when is_boolean(v), do: :ok
   defp check(:timeout, v) when is_integer(v) and v > 0, do: :ok
   defp check(:idle_in_transaction_timeout, v) when is_integer(v) and v >= 0, do: :ok
+  defp check(:busy_wait_us, v) when is_integer(v) and v in 0..100_000, do: :ok
   defp check(:name, nil), do: :ok
   defp check(:name, v) when is_atom(v), do: :ok
   defp check(:name, {:global, _}), do: :ok

@@ -6,11 +6,15 @@ defmodule Mix.Tasks.Pglite.Server do
 
       mix pglite.server [--data-dir DIR] [--port N] [--socket-dir DIR] [--tcp-port N]
                         [--username NAME] [--password PW] [--database NAME]
-                        [--idle-in-transaction-timeout MS]
+                        [--idle-in-transaction-timeout MS] [--busy-wait-us US]
 
   `--idle-in-transaction-timeout MS` (default 10000, 0 = never): a client that holds
   the shared backend idle (in a transaction, in COPY, mid extended-protocol sequence)
   while other clients wait is disconnected with FATAL 25P03 after this long.
+
+  `--busy-wait-us US` (default 1000, 0 = never): how long at most one BEAM scheduler
+  stays busy while a lone client's request is in the port (`Pglite.start_link/1`'s
+  `:busy_wait_us`).
 
   SIGTERM stops it cleanly (checkpoint, socket removed). On Ctrl-C the port sees its
   input close and still checkpoints before it exits.
@@ -25,7 +29,8 @@ defmodule Mix.Tasks.Pglite.Server do
     username: :string,
     password: :string,
     database: :string,
-    idle_in_transaction_timeout: :integer
+    idle_in_transaction_timeout: :integer,
+    busy_wait_us: :integer
   ]
 
   @impl true
