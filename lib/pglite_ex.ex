@@ -245,7 +245,7 @@ defmodule PgliteEx do
 
   @impl true
   def handle_info({port, {:data, frame}}, %{process: %{port: port}} = state) do
-    state = rest(state)
+    state = end_busy_wait(state)
     {:ok, messages, rest} = Wire.split(state.buffer <> frame)
     {notifications, messages} = Enum.split_with(messages, &match?({?A, _, _}, &1))
     notify(state, notifications)
@@ -475,12 +475,12 @@ defmodule PgliteEx do
   defp keep_awake(%{holder: {:client, pid}} = state), do: %{state | last_writer: pid}
   defp keep_awake(state), do: state
 
-  defp rest(%{poked: true} = state) do
+  defp end_busy_wait(%{poked: true} = state) do
     KeepAwake.rest(state.awake)
     %{state | poked: false}
   end
 
-  defp rest(state), do: state
+  defp end_busy_wait(state), do: state
 
   defp send_frame(state, payload) do
     PortProcess.command(state.process, payload)

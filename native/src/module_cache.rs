@@ -39,7 +39,8 @@ const HEADER_LEN: usize = 64;
 pub const SHIPPED_DIR: &str = "pglite-modules";
 
 /// The Cranelift engine with wasm exceptions on (PostgreSQL's longjmp needs them),
-/// compiling for this CPU.
+/// compiling for this CPU; its memories have start-up grows faulted in on a helper
+/// thread (`guest_memory`).
 pub fn engine() -> Engine {
     let mut engine = engine_for(wasmer::sys::Cranelift::default(), None);
     wasmer::sys::NativeEngineExt::set_tunables(&mut engine, crate::guest_memory::PopulatingTunables::new());
