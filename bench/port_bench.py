@@ -163,8 +163,10 @@ def main():
     warm = statistics.median(start_time(binary, env) for _ in range(5))
 
     port = PortConn(binary, env)
-    # One round trip first: the port hands zero pages back right after its ready frame.
+    # One round trip first: the port hands zero pages back right after its ready frame,
+    # and drops its start-up mappings on a thread of its own meanwhile; idle means settled.
     round_trips(port, query("SELECT 1"), n=1)
+    time.sleep(0.2)
     idle_rss = port.rss_kb("VmRSS:")
     p_select = round_trips(port, query("SELECT 1"))
     p_ext = round_trips(port, extended("SELECT 1"))
