@@ -74,7 +74,7 @@ fn populate_backwards(start: usize, top: usize) -> usize {
     top - end
 }
 
-/// Wasmer's own tunables, but memories populate what they grow inside `populating`.
+/// Wasmer's own tunables, but large grows inside `populating` are populated by helpers.
 pub struct PopulatingTunables(BaseTunables);
 
 impl PopulatingTunables {
@@ -128,7 +128,7 @@ impl Tunables for PopulatingTunables {
     }
 }
 
-/// A memory that, inside `populating`, populates the pages each grow makes accessible.
+/// A memory that, inside `populating`, hands each large grow to a helper that populates it.
 #[derive(Debug)]
 struct Populating(VMMemory);
 
