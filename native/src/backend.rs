@@ -15,6 +15,7 @@ use crate::guest_fs::PGDATA;
 use crate::side_modules::SideModules;
 use crate::guest_symbols::DataSymbols;
 use crate::interrupts::GuestInterrupts;
+use crate::memory_pages::ZeroPageSweep;
 use crate::stdio_bridge::{GuestStderr, GuestStdin, GuestStdout};
 use crate::wire;
 
@@ -223,18 +224,21 @@ impl Backend {
         GuestInterrupts::locate(&mut self.store, &self.module, &self.instance, &self.env)
     }
 
-    /// Hands back to the OS the pages of guest memory that hold only zeros. PostgreSQL
-    /// zeroes its shared memory at start (calloc inside the guest), which made all of
-    /// shared_buffers resident before a single page was used. Wasmer's linear memory is a
-    /// private anonymous mapping, so a released page reads back as zeros. Only while the
-    /// guest does not run. Returns the bytes released.
-    pub fn release_zero_pages(&mut self) -> Result<usize> {
+    /// A sweep that hands back to the OS the pages of guest memory that hold only
+    /// zeros. PostgreSQL zeroes its shared memory at start (calloc inside the guest),
+    /// which made all of shared_buffers resident before a single page was used. Wasmer's
+    /// linear memory is a private anonymous mapping, so a released page reads back as
+    /// zeros.
+    ///
+    /// # Safety
+    /// Step the sweep only while the guest does not run (it waits for input), and not
+    /// after the backend is gone.
+    pub unsafe fn zero_page_sweep(&mut self) -> Result<ZeroPageSweep> {
         let view = self.env.data(&self.store).try_memory_view(&self.store).context("guest memory")?;
-        // SAFETY: the guest's linear memory, which nothing touches while the guest does
-        // not run; Wasmer maps it private and anonymous.
-        let memory = unsafe { std::slice::from_raw_parts(view.data_ptr(), view.data_size() as usize) };
-        // SAFETY: as above.
-        Ok(unsafe { crate::memory_pages::release_zero_pages(memory) })
+        // SAFETY: the guest's linear memory, which stays where it is for the instance's
+        // life (static style) and which Wasmer maps private and anonymous; the caller
+        // steps the sweep only while nothing touches it.
+        Ok(unsafe { ZeroPageSweep::new(std::slice::from_raw_parts(view.data_ptr(), view.data_size() as usize)) })
     }
 
     pub fn log_tail(&self) -> String {

@@ -118,15 +118,24 @@ fn run(config: &Config) -> Result<u8> {
 
     let clock = StatementClock::default();
     let frames = StdinFrames::start(clock.clone(), Duration::from_micros(config.spin_us.into()))?;
-    let (mut backend, stdin) = session::open(&host, &config.database, Source::Frames(frames), Box::new(StdoutFrames::new()), clock.clone())?;
+    let (mut backend, stdin) = session::open(&host, &config.database, Source::Frames(frames.clone()), Box::new(StdoutFrames::new()), clock.clone())?;
     match backend.interrupts() {
         Ok(interrupts) => clock.install(interrupts),
         Err(e) => log::warn!("cancel and statement_timeout are off: {e:#}"),
     }
     phase("session open");
-    // After the ready frame, so that it does not delay the start.
-    match backend.release_zero_pages() {
-        Ok(bytes) => log::debug!("released {} MiB of zero guest pages at {:.1?}", bytes >> 20, started.elapsed()),
+    // In the backend's idle moments, so that it delays neither the start nor a request
+    // (the first comes at once); a step of 1 MiB takes well under a millisecond.
+    // SAFETY: the frames' idle work runs only while the guest waits for input, and not
+    // after `serve` returns (nothing reads the frames then).
+    match unsafe { backend.zero_page_sweep() } {
+        Ok(mut sweep) => frames.when_idle(Box::new(move || {
+            let more = sweep.step(1 << 20);
+            if !more {
+                log::debug!("released {} MiB of zero guest pages at {:.1?}", sweep.released() >> 20, started.elapsed());
+            }
+            more
+        })),
         Err(e) => log::warn!("could not release zero guest pages: {e:#}"),
     }
     // Read-only pages and free heap only: safe beside the backend, and off its path.

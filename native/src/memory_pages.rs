@@ -104,6 +104,46 @@ pub unsafe fn release_zero_pages(bytes: &[u8]) -> usize {
     released
 }
 
+/// Releases the zero pages of a region (as [`release_zero_pages`]) a slice at a time,
+/// so that the work can fit in the moments the region is not in use.
+#[derive(Debug)]
+pub struct ZeroPageSweep {
+    next: usize,
+    end: usize,
+    released: usize,
+}
+
+// SAFETY: only addresses; `new`'s caller vouches for when `step` may touch them.
+unsafe impl Send for ZeroPageSweep {}
+
+impl ZeroPageSweep {
+    /// # Safety
+    /// `bytes` must lie in private anonymous memory that stays mapped as long as the
+    /// sweep may step, and that nothing touches while `step` runs.
+    pub unsafe fn new(bytes: &[u8]) -> Self {
+        let next = (bytes.as_ptr() as usize).next_multiple_of(PAGE);
+        let end = (bytes.as_ptr() as usize + bytes.len()) / PAGE * PAGE;
+        Self { next, end: end.max(next), released: 0 }
+    }
+
+    /// Releases the zero pages among the next `len` bytes (rounded up to pages); true
+    /// while some of the region is left.
+    pub fn step(&mut self, len: usize) -> bool {
+        let stop = self.end.min(self.next.saturating_add(len.next_multiple_of(PAGE).max(PAGE)));
+        // SAFETY: whole pages inside the region `new` was given, under its contract.
+        let slice = unsafe { std::slice::from_raw_parts(self.next as *const u8, stop - self.next) };
+        // SAFETY: as above.
+        self.released += unsafe { release_zero_pages(slice) };
+        self.next = stop;
+        self.next < self.end
+    }
+
+    /// The bytes released so far.
+    pub fn released(&self) -> usize {
+        self.released
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -139,5 +179,23 @@ Anonymous:             0 kB
         assert_eq!(map[2 * PAGE + 7], 1);
         assert_eq!(map[5 * PAGE], 2);
         assert_eq!(map.iter().map(|&b| b as usize).sum::<usize>(), 3);
+    }
+
+    #[test]
+    fn a_sweep_in_steps_releases_what_one_pass_would() {
+        let mut map = memmap2::MmapMut::map_anon(10 * PAGE).unwrap();
+        map[3 * PAGE] = 1;
+        map[4 * PAGE - 1] = 2;
+        map[9 * PAGE + 5] = 3;
+        let mut sweep = unsafe { ZeroPageSweep::new(&map) };
+        let mut steps = 1;
+        while sweep.step(3 * PAGE) {
+            steps += 1;
+        }
+        assert_eq!(steps, 4, "10 pages in steps of 3");
+        assert!(!sweep.step(3 * PAGE), "a finished sweep stays finished");
+        assert_eq!(sweep.released(), 8 * PAGE);
+        assert_eq!((map[3 * PAGE], map[4 * PAGE - 1], map[9 * PAGE + 5]), (1, 2, 3));
+        assert_eq!(map.iter().map(|&b| b as usize).sum::<usize>(), 6);
     }
 }

@@ -7,13 +7,15 @@
 //! frames it reads that are not cancels wait in a queue for the backend. The same thread
 //! enforces statement_timeout. It looks at the backend every 20 ms while it is idle, so
 //! a cancel sent in a statement's first 20 ms can wait that long. SIGTERM and SIGINT
-//! queue the end of input and wake a backend blocked on stdin.
+//! queue the end of input and wake a backend blocked on stdin. Work that must run while
+//! the guest is still but need not delay a reply ([`StdinFrames::when_idle`]) is done
+//! a step at a time while the backend waits and no frame is there.
 
 use std::collections::VecDeque;
 use std::fs::File;
 use std::io;
 use std::mem::ManuallyDrop;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -34,7 +36,13 @@ pub struct StdinFrames {
     /// Written by the signal thread to wake a backend blocked on stdin.
     wake: (OwnedFd, OwnedFd),
     clock: StatementClock,
+    idle_work: Mutex<Option<IdleWork>>,
 }
+
+/// One step of work for the backend's thread while it waits for input; returns whether
+/// there is more. It runs while the guest is blocked reading its stdin, so it may
+/// touch the guest's memory.
+pub type IdleWork = Box<dyn FnMut() -> bool + Send>;
 
 struct Reader {
     // Unbuffered: a byte buffered here would be invisible to poll().
@@ -66,7 +74,7 @@ impl StdinFrames {
             numbered: 0,
             waiter: SpinThenSleep::new(spin),
         };
-        let frames = Arc::new(Self { reader: Mutex::new(reader), queue: Mutex::default(), wake, clock });
+        let frames = Arc::new(Self { reader: Mutex::new(reader), queue: Mutex::default(), wake, clock, idle_work: Mutex::default() });
 
         let watcher = frames.clone();
         std::thread::Builder::new()
@@ -108,6 +116,7 @@ impl StdinFrames {
                 return Input::End(EndReason::Eof);
             }
             let fds = [reader.stdin.as_raw_fd(), self.wake.0.as_raw_fd()];
+            self.work_while_idle(&fds);
             match reader.waiter.wait(&fds) {
                 Ok(Some(0)) => {
                     let mut items = reader.read_one(&self.clock).into_iter();
@@ -119,6 +128,24 @@ impl StdinFrames {
                 // Woken by a signal: its End is in the queue.
                 Ok(_) => continue,
                 Err(e) => return reader.fail(e),
+            }
+        }
+    }
+
+    /// Has `work` done a step at a time whenever the backend waits for input and none is
+    /// there, until it says it is done. A frame that comes meanwhile waits for one step.
+    pub fn when_idle(&self, work: IdleWork) {
+        *lock(&self.idle_work) = Some(work);
+    }
+
+    fn work_while_idle(&self, fds: &[RawFd]) {
+        let mut idle_work = lock(&self.idle_work);
+        while let Some(work) = idle_work.as_mut() {
+            if !matches!(wait_readable(fds, 0), Ok(None)) {
+                return;
+            }
+            if !work() {
+                *idle_work = None;
             }
         }
     }

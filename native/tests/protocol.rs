@@ -398,3 +398,24 @@ fn a_cancel_aimed_at_frames_hits_only_the_request_in_them() {
     assert_eq!(port.rows("SELECT 6"), vec![vec![Some("6".into())]]);
     assert_eq!(port.finish().0, 0);
 }
+
+#[test]
+fn an_idle_port_hands_back_its_zero_pages_and_keeps_every_byte() {
+    let mut port = Port::spawn_with("memory://", &[("RUST_LOG", "pglite_port=debug")]);
+    port.read_frame_messages();
+    // Requests right after the start are answered while the sweep waits its turn.
+    port.rows("CREATE TABLE kept AS SELECT g, repeat(chr(65 + g % 26), 3000) AS pad FROM generate_series(1, 2000) g");
+    let expected = port.rows("SELECT sum(g), sum(length(pad)), md5(string_agg(pad, '' ORDER BY g)) FROM kept");
+    // Idle moments between requests: the sweep runs in them, a step at a time.
+    for _ in 0..10 {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        assert_eq!(port.rows("SELECT sum(g), sum(length(pad)), md5(string_agg(pad, '' ORDER BY g)) FROM kept"), expected);
+    }
+    let (code, stderr) = port.finish();
+    assert_eq!(code, 0, "{stderr}");
+    let mib: usize = stderr
+        .lines()
+        .find_map(|l| l.split("released ").nth(1)?.split(" MiB of zero guest pages").next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no release in the log:\n{stderr}"));
+    assert!(mib >= 16, "most of shared_buffers is zero at first: {mib} MiB released");
+}
