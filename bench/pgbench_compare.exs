@@ -8,10 +8,12 @@
 # Each workload runs `rounds` times (default 3) on every target, the targets taking
 # turns, and the median tps is printed (bench/pgbench_runs.ex).
 #
-# The server runs from a temporary directory on a Unix socket with fsync off (like
-# pglite's default) and shared_buffers=128MB. Both PGlite servers run in memory and are
-# reached over TCP on 127.0.0.1. Tables are made with server-side generation
-# (`pgbench -i -I dtGvp`): pglite-socket hangs on the client-side COPY of plain `-i`.
+# The server runs from a temporary directory with fsync off (like pglite's default)
+# and shared_buffers=128MB. All three are reached over Unix sockets, as the server is
+# and as Postgrex reaches pglite by default; `BENCH_TCP=1` puts both PGlite servers on
+# TCP (127.0.0.1) instead, as issue 8's first table was measured. Both PGlite servers
+# run in memory. Tables are made with server-side generation (`pgbench -i -I dtGvp`):
+# pglite-socket hangs on the client-side COPY of plain `-i`.
 
 Code.require_file("../test/support/native_server.ex", __DIR__)
 Code.require_file("pgbench_runs.ex", __DIR__)
@@ -19,19 +21,25 @@ alias Bench.PgbenchRuns
 {seconds, rounds} = PgbenchRuns.args(System.argv(), "10")
 server = Pglite.NativeServer.start(fsync: "off", shared_buffers: "128MB")
 
+tcp? = System.get_env("BENCH_TCP") in ["1", "true"]
 {:ok, pg} = Pglite.start_link(tcp_port: 0)
 c = Pglite.get_connection_opts(pg)
 
 socket_script = Path.expand("node/node_modules/@electric-sql/pglite-socket/dist/scripts/server.js", __DIR__)
 
+# pglite-socket on a free TCP port, or on a socket in a directory of its own; returns
+# the port and what pgbench's -h takes.
 node_server =
   if File.exists?(socket_script) do
     {:ok, listen} = :gen_tcp.listen(0, ip: {127, 0, 0, 1})
     {:ok, port} = :inet.port(listen)
     :gen_tcp.close(listen)
-    node = Port.open({:spawn_executable, System.find_executable("node")}, [:binary, :exit_status, :stderr_to_stdout, args: [socket_script, "--port=#{port}", "--max-connections=100"]])
-    Enum.find_value(1..100, fn _ -> match?({:ok, _}, :gen_tcp.connect({127, 0, 0, 1}, port, [])) || (Process.sleep(100) && nil) end)
-    {node, port}
+    dir = Path.join(System.tmp_dir!(), "pglite-socket-bench-#{System.unique_integer([:positive])}")
+    if not tcp?, do: File.mkdir_p!(dir)
+    {where, address} = if tcp?, do: {"--port=#{port}", {{127, 0, 0, 1}, port}}, else: {"--path=#{dir}/.s.PGSQL.#{port}", {{:local, "#{dir}/.s.PGSQL.#{port}"}, 0}}
+    node = Port.open({:spawn_executable, System.find_executable("node")}, [:binary, :exit_status, :stderr_to_stdout, args: [socket_script, where, "--max-connections=100"]])
+    Enum.find_value(1..100, fn _ -> match?({:ok, _}, :gen_tcp.connect(elem(address, 0), elem(address, 1), [])) || (Process.sleep(100) && nil) end)
+    {node, port, if(tcp?, do: "127.0.0.1", else: dir)}
   else
     IO.puts("(pglite-socket not installed: npm ci --prefix bench/node to compare with it)")
     nil
@@ -39,10 +47,10 @@ node_server =
 
 targets =
   [
-    pglite: {["-h", "127.0.0.1", "-p", "#{Pglite.tcp_port(pg)}", "-U", c[:username]], [{"PGPASSWORD", c[:password]}]},
+    pglite: {if(tcp?, do: ["-h", "127.0.0.1", "-p", "#{Pglite.tcp_port(pg)}"], else: ["-h", c[:socket_dir], "-p", "#{c[:port]}"]) ++ ["-U", c[:username]], [{"PGPASSWORD", c[:password]}]},
     server: {["-h", server.host, "-p", "#{server.port}", "-U", "postgres"], []}
   ] ++
-    if(node_server, do: [socket: {["-h", "127.0.0.1", "-p", "#{elem(node_server, 1)}", "-U", "postgres"], [{"PGSSLMODE", "disable"}]}], else: [])
+    if(node_server, do: [socket: {["-h", elem(node_server, 2), "-p", "#{elem(node_server, 1)}", "-U", "postgres"], [{"PGSSLMODE", "disable"}]}], else: [])
 
 # The servers stop whatever happens, so a failed step leaves nothing running.
 try do
@@ -60,7 +68,7 @@ try do
   num = fn x -> :erlang.float_to_binary(x, decimals: 0) end
   ratio = fn a, b -> :erlang.float_to_binary(a / b, decimals: 2) <> "x" end
 
-  IO.puts("pgbench, #{seconds} s per run, median of #{rounds} rounds, scale 1, #{System.schedulers_online()} cores, #{Date.utc_today()}, #{PgbenchRuns.io_polling()}")
+  IO.puts("pgbench, #{seconds} s per run, median of #{rounds} rounds, scale 1, #{System.schedulers_online()} cores, #{Date.utc_today()}, #{PgbenchRuns.io_polling()}, PGlite servers over #{if tcp?, do: "TCP", else: "Unix sockets"}")
 
   IO.puts(
     Enum.map_join(["workload" | Enum.map(targets, &"#{elem(&1, 0)} tps")] ++ ["vs server"] ++ if(node_server, do: ["vs socket"], else: []), "", fn
@@ -90,5 +98,8 @@ try do
 after
   Pglite.stop(pg)
   Pglite.NativeServer.stop(server)
-  if node_server, do: System.cmd("kill", ["#{elem(Port.info(elem(node_server, 0), :os_pid), 1)}"])
+  if node_server do
+    System.cmd("kill", ["#{elem(Port.info(elem(node_server, 0), :os_pid), 1)}"])
+    if not tcp?, do: File.rm_rf(elem(node_server, 2))
+  end
 end
