@@ -27,8 +27,8 @@ c = Pglite.get_connection_opts(pg)
 
 socket_script = Path.expand("node/node_modules/@electric-sql/pglite-socket/dist/scripts/server.js", __DIR__)
 
-# pglite-socket on a free TCP port, or on a socket in a directory of its own; returns
-# the port and what pgbench's -h takes.
+# pglite-socket on a free TCP port, or on a Unix socket in a directory of its own:
+# {its Erlang port, its port number, what pgbench's -h takes}.
 node_server =
   if File.exists?(socket_script) do
     {:ok, listen} = :gen_tcp.listen(0, ip: {127, 0, 0, 1})

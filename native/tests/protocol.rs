@@ -403,7 +403,7 @@ fn a_cancel_aimed_at_frames_hits_only_the_request_in_them() {
 fn an_idle_port_hands_back_its_zero_pages_and_keeps_every_byte() {
     let mut port = Port::spawn_with("memory://", &[("RUST_LOG", "pglite_port=debug")]);
     port.read_frame_messages();
-    // Requests right after the start are answered while the sweep waits its turn.
+    // Requests right after the start come first; the sweep waits for idle moments.
     port.rows("CREATE TABLE kept AS SELECT g, repeat(chr(65 + g % 26), 3000) AS pad FROM generate_series(1, 2000) g");
     let expected = port.rows("SELECT sum(g), sum(length(pad)), md5(string_agg(pad, '' ORDER BY g)) FROM kept");
     // Idle moments between requests: the sweep runs in them, a step at a time.
