@@ -214,7 +214,7 @@ defmodule PgliteEx do
         {:reply, :ok, state |> stop_idle_timer() |> write(payload, meta) |> maybe_ahead() |> arm_idle_timer()}
 
       # The backend is free, nobody waits and nothing is to be done first: its turn now.
-      free?(state) and match?(%{^pid => %{settings: settings}} when settings == state.applied, state.clients) ->
+      free?(state) and settings_in_place?(state, pid) ->
         {:reply, :ok, state |> take_turn(pid, payload, meta) |> arm_idle_timer()}
 
       # Not while it has requests in the port: the acknowledgement would reach the
@@ -458,6 +458,9 @@ defmodule PgliteEx do
 
   defp free?(state), do: state.holder == nil and state.chores == [] and :queue.is_empty(state.queue)
 
+  # The backend's session has the client's settings: its request can go as it is.
+  defp settings_in_place?(state, pid), do: match?(%{^pid => %{settings: settings}} when settings == state.applied, state.clients)
+
   defp write(state, payload, meta) do
     # In a transaction only its end ends the turn.
     ends? = Map.get(meta, :ends_turn, false) and (state.status == ?I or Map.get(meta, :ends_transaction, false))
@@ -494,7 +497,7 @@ defmodule PgliteEx do
   defp maybe_ahead(%{holder: {:client, holder}, ahead: nil, chores: [], closing: true, in_copy: false} = state)
        when state.expected > 0 do
     with {{:value, {:submit, {pid, _} = from, payload, meta, nil}}, queue} when pid != holder <- :queue.out(state.queue),
-         %{^pid => %{settings: settings}} when settings == state.applied <- state.clients,
+         true <- settings_in_place?(state, pid),
          false <- match?(%{^holder => %{dirty: true}}, state.clients) do
       GenServer.reply(from, :ok)
       state = send_frame(%{state | queue: queue}, payload)
