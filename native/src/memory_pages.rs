@@ -36,12 +36,10 @@ pub fn release_start_up_leftovers() -> usize {
     };
     clean_file_mappings(&smaps, &exe.to_string_lossy())
         .into_iter()
-        // SAFETY: clean private file pages of our executable: they read back from the
-        // file as they are now (a running executable cannot be written).
-        .map(|(start, end)| match unsafe { libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_DONTNEED) } {
-            0 => end - start,
-            _ => 0,
-        })
+        // SAFETY: clean private read-only file pages of our executable, mapped for the
+        // process's life: they read back from the file as they are now (a running
+        // executable cannot be written).
+        .map(|(start, end)| unsafe { release(std::slice::from_raw_parts(start as *const u8, end - start)) })
         .sum()
 }
 
