@@ -27,7 +27,7 @@ defmodule PgliteEx.KeepAwake do
 
     spawn(fn ->
       Process.monitor(owner)
-      asleep(window_us)
+      wait(window_us, nil)
     end)
   end
 
@@ -49,27 +49,21 @@ defmodule PgliteEx.KeepAwake do
     :ok
   end
 
-  defp asleep(window) do
+  # `since`: when the last poke came, nil while resting. Resting, it waits for a message;
+  # poked, it looks for one without waiting and yields between looks.
+  defp wait(window, since) do
     receive do
-      {:poke, at} -> spin(window, at)
-      :rest -> asleep(window)
-      {:DOWN, _, :process, _, _} -> :ok
-    end
-  end
-
-  defp spin(window, since) do
-    receive do
-      {:poke, at} -> spin(window, at)
-      :rest -> asleep(window)
+      {:poke, at} -> wait(window, at)
+      :rest -> wait(window, nil)
       {:DOWN, _, :process, _, _} -> :ok
     after
-      0 ->
+      if(since, do: 0, else: :infinity) ->
         if now() - since < window do
           # Whatever else this scheduler has to run goes first.
           :erlang.yield()
-          spin(window, since)
+          wait(window, since)
         else
-          asleep(window)
+          wait(window, nil)
         end
     end
   end
