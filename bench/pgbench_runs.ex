@@ -41,6 +41,25 @@ defmodule Bench.PgbenchRuns do
     samples |> Enum.group_by(&elem(&1, 0), &elem(&1, 1)) |> Map.new(fn {name, xs} -> {name, median(xs)} end)
   end
 
+  @doc """
+  One run of `args` against a target, with the CPU time (user and system) that each of
+  `os_pids` (`[label: os_pid]`) used meanwhile, per transaction: `%{label => µs}`.
+  """
+  def cpu_per_transaction({conn, env}, args, seconds, os_pids) do
+    before = Map.new(os_pids, fn {label, pid} -> {label, cpu_ticks(pid)} end)
+    out = run!("pgbench", conn ++ args ++ ["-T", seconds, "postgres"], env)
+    [_, n] = Regex.run(~r/processed: (\d+)/, out)
+    {hz, 0} = System.cmd("getconf", ["CLK_TCK"])
+    per_tx = 1_000_000 / (String.to_integer(String.trim(hz)) * String.to_integer(n))
+    Map.new(os_pids, fn {label, pid} -> {label, (cpu_ticks(pid) - before[label]) * per_tx} end)
+  end
+
+  # utime + stime, fields 14 and 15 of /proc/<pid>/stat (the name field has no spaces here).
+  defp cpu_ticks(pid) do
+    [utime, stime] = File.read!("/proc/#{pid}/stat") |> String.split() |> Enum.slice(13, 2)
+    String.to_integer(utime) + String.to_integer(stime)
+  end
+
   defp tps(out) do
     [_, v] = Regex.run(~r/tps = ([\d.]+) \(without initial/, out)
     String.to_float(v)

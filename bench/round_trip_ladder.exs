@@ -1,18 +1,21 @@
 # Where a round trip's time goes, one step at a time, each step measured by pgbench
-# (one client) in the same run, the targets taking turns:
+# (one client) in the same run, the targets taking turns, every one on a Unix socket:
 #
-#   server     a PostgreSQL server from Debian's packages, directly (Unix socket);
+#   server     a PostgreSQL server from Debian's packages, directly;
 #   +BEAM      the same server behind the simplest BEAM proxy: a process per client
-#              forwarding bytes between its TCP socket and the server's socket;
+#              forwarding bytes between its client's socket and the server's socket;
 #   port+BEAM  pglite-port behind one BEAM process that answers the start-up (trust),
 #              then writes whole messages to the port and its frames to the client:
 #              this design with nothing but its two hops;
 #   2 procs    the same, but the port belongs to a second process, written through a
 #              GenServer.call and its frames sent back as messages, as `PgliteEx` and
 #              its connections do (nothing else of theirs);
-#   pglite     this library (`Pglite.start_link(tcp_port: 0)`), everything included.
+#   pglite     this library (`Pglite.start_link/1`), everything included.
 #
-# The ratios of the middle columns are ceilings for pglite on this machine.
+# The ratios of the middle columns are ceilings for pglite on this machine. A second
+# table runs 8 clients against server, +BEAM and pglite: what any front end in this
+# BEAM, on these cores, leaves of the server's throughput; then the CPU time the BEAM
+# (and the port) spend per transaction there.
 #
 #     mix run bench/round_trip_ladder.exs [seconds_per_run] [rounds]
 #
@@ -50,12 +53,16 @@ defmodule Ladder.Forward do
   @moduledoc false
   alias PgliteEx.Wire
 
-  # Accepts clients one after another on a loopback port; `serve` runs each.
-  def listen(serve) do
-    {:ok, listen} = :gen_tcp.listen(0, [:binary, ip: {127, 0, 0, 1}, active: false, reuseaddr: true, nodelay: true])
-    {:ok, port} = :inet.port(listen)
+  # Accepts clients one after another on a Unix socket in a fresh directory under
+  # `parent`, named as PostgreSQL names them (`.s.PGSQL.5432`); `serve` runs each.
+  # Returns the directory. The backlog holds 8 clients connecting at once.
+  def listen(parent, serve) do
+    dir = Path.join(parent, "#{System.unique_integer([:positive])}")
+    File.mkdir_p!(dir)
+    path = String.to_charlist(Path.join(dir, ".s.PGSQL.5432"))
+    {:ok, listen} = :gen_tcp.listen(0, [:binary, ifaddr: {:local, path}, active: false, backlog: 64])
     spawn_link(fn -> accept(listen, serve) end)
-    port
+    dir
   end
 
   defp accept(listen, serve) do
@@ -147,10 +154,26 @@ defmodule Ladder.Forward do
   end
 end
 
+defmodule Ladder.Table do
+  @moduledoc false
+
+  # One line: the server's tps, then each other target's with its ratio to the server.
+  def row(label, tps, names) do
+    cells =
+      for name <- names do
+        figure = :erlang.float_to_binary(tps[name], decimals: 0)
+        if name == :server, do: figure, else: "#{figure} (#{:erlang.float_to_binary(tps[name] / tps.server, decimals: 2)}x)"
+      end
+
+    IO.puts(String.pad_trailing(label, 26) <> Enum.map_join(cells, "", &String.pad_leading(&1, 16)))
+  end
+end
+
 server = Pglite.NativeServer.start(fsync: "off", shared_buffers: "128MB")
-{:ok, pg} = Pglite.start_link(tcp_port: 0)
+{:ok, pg} = Pglite.start_link([])
 c = Pglite.get_connection_opts(pg)
 {:ok, executable} = PgliteEx.Executable.find(nil)
+sockets = Path.join(System.tmp_dir!(), "ladder-#{System.unique_integer([:positive])}")
 {:ok, port_process} = PgliteEx.PortProcess.open(executable: executable, env: [{"PGLITE_DATA_DIR", "memory://"}], timeout: 60_000, run_dir: System.tmp_dir!())
 
 try do
@@ -158,16 +181,16 @@ try do
   Port.connect(port_process.port, owner)
   Process.unlink(port_process.port)
   server_socket = Path.join(server.host, ".s.PGSQL.#{server.port}")
-  beam = Ladder.Forward.listen(&Ladder.Forward.to_server(&1, server_socket))
-  port = Ladder.Forward.listen(&Ladder.Forward.to_port(&1, owner, 1))
-  port2 = Ladder.Forward.listen(&Ladder.Forward.to_port(&1, owner, 2))
+  beam = Ladder.Forward.listen(sockets, &Ladder.Forward.to_server(&1, server_socket))
+  port = Ladder.Forward.listen(sockets, &Ladder.Forward.to_port(&1, owner, 1))
+  port2 = Ladder.Forward.listen(sockets, &Ladder.Forward.to_port(&1, owner, 2))
 
   targets = [
     server: {["-h", server.host, "-p", "#{server.port}", "-U", "postgres"], []},
-    beam: {["-h", "127.0.0.1", "-p", "#{beam}", "-U", "postgres"], []},
-    port: {["-h", "127.0.0.1", "-p", "#{port}", "-U", "postgres"], []},
-    port2: {["-h", "127.0.0.1", "-p", "#{port2}", "-U", "postgres"], []},
-    pglite: {["-h", "127.0.0.1", "-p", "#{Pglite.tcp_port(pg)}", "-U", c[:username]], [{"PGPASSWORD", c[:password]}]}
+    beam: {["-h", beam, "-p", "5432", "-U", "postgres"], []},
+    port: {["-h", port, "-p", "5432", "-U", "postgres"], []},
+    port2: {["-h", port2, "-p", "5432", "-U", "postgres"], []},
+    pglite: {["-h", c[:socket_dir], "-p", "#{c[:port]}", "-U", c[:username]], [{"PGPASSWORD", c[:password]}]}
   ]
 
   for name <- [:server, :port, :pglite], do: PgbenchRuns.init!(targets[name])
@@ -176,15 +199,25 @@ try do
   IO.puts(String.pad_trailing("workload", 26) <> Enum.map_join(["server", "+BEAM", "port+BEAM", "2 procs", "pglite"], "", &String.pad_leading(&1, 16)))
 
   for {label, args} <- [{"-S, simple", ["-S", "-M", "simple"]}, {"-S, prepared", ["-S", "-M", "prepared"]}, {"tpcb-like", []}] do
-    r = PgbenchRuns.median_tps(targets, args ++ ["-c", "1"], seconds, rounds)
+    Ladder.Table.row(label, PgbenchRuns.median_tps(targets, args ++ ["-c", "1"], seconds, rounds), [:server, :beam, :port, :port2, :pglite])
+  end
 
-    cells =
-      for name <- [:server, :beam, :port, :port2, :pglite] do
-        tps = :erlang.float_to_binary(r[name], decimals: 0)
-        if name == :server, do: tps, else: "#{tps} (#{:erlang.float_to_binary(r[name] / r.server, decimals: 2)}x)"
-      end
+  IO.puts("\npgbench, 8 clients (-j 8), #{seconds} s per run, median of #{rounds}")
+  IO.puts(String.pad_trailing("workload", 26) <> Enum.map_join(["server", "+BEAM", "pglite"], "", &String.pad_leading(&1, 16)))
+  many = Keyword.take(targets, [:server, :beam, :pglite])
 
-    IO.puts(String.pad_trailing(label, 26) <> Enum.map_join(cells, "", &String.pad_leading(&1, 16)))
+  for {label, args} <- [{"-S, simple", ["-S", "-M", "simple"]}, {"-S, prepared", ["-S", "-M", "prepared"]}, {"tpcb-like", []}] do
+    Ladder.Table.row(label, PgbenchRuns.median_tps(many, args ++ ["-c", "8", "-j", "8"], seconds, rounds), [:server, :beam, :pglite])
+  end
+
+  # Where the cores go at 8 clients: this BEAM (the proxy, or pglite's front end) and the port.
+  os_pids = [beam: System.pid(), port: PgliteEx.os_pid(PgliteEx.Instance.backend(pg))]
+  simple = ["-S", "-M", "simple", "-c", "8", "-j", "8"]
+
+  for name <- [:beam, :pglite] do
+    cpu = PgbenchRuns.cpu_per_transaction(targets[name], simple, seconds, os_pids)
+    figures = if name == :beam, do: "BEAM #{round(cpu.beam)} µs", else: "BEAM #{round(cpu.beam)} µs, pglite-port #{round(cpu.port)} µs"
+    IO.puts("CPU per -S simple transaction at 8 clients, #{if name == :beam, do: "+BEAM", else: "pglite"}: #{figures}")
   end
 after
   Pglite.stop(pg)
@@ -192,4 +225,5 @@ after
   Port.connect(port_process.port, self())
   PgliteEx.PortProcess.stop(port_process)
   Pglite.NativeServer.stop(server)
+  File.rm_rf(sockets)
 end
