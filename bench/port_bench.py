@@ -6,20 +6,28 @@ Mix compiler does) in a temporary directory and runs everything from there. Prin
 first start on a machine (empty cache) with those modules and without them (the port
 compiles), the warm start to the ready frame and the first query's reply after it,
 medians of 1,000 SELECT 1 and extended-protocol round trips, 25,000 single-row INSERTs
-in one transaction, and RSS idle, after the loops and at its peak. The same request
-loops run in the same run against a PostgreSQL server from Debian's packages (over its
-Unix socket, fsync off like the port's default) as the baseline, and ratios are
-printed.
+in one transaction, pgbench's statements written back to back (the backend's own
+throughput and CPU per request, with no client waiting in between: what one backend
+can serve however many clients share it), and RSS idle, after the loops and at its
+peak. The same request loops run in the same run against a PostgreSQL server from
+Debian's packages (over its Unix socket, fsync off like the port's default; one
+connection, so one backend) as the baseline, and ratios are printed.
 
     python3 bench/port_bench.py [--bin target/release/pglite-port]
 """
-import argparse, glob, os, shutil, socket, statistics, struct, subprocess, sys, tempfile, time
+import argparse, glob, os, random, shutil, socket, statistics, struct, subprocess, sys, tempfile, threading, time
 
 def msg(tag, body=b""):
     return tag + struct.pack(">I", len(body) + 4) + body
 
 def query(sql):
     return msg(b"Q", sql.encode() + b"\0")
+
+def bind_execute(statement, value):
+    """Bind/Execute/Sync of a named statement with one text parameter, as pgbench -M prepared."""
+    v = str(value).encode()
+    bind = msg(b"B", b"\0" + statement + b"\0" + struct.pack(">HHI", 0, 1, len(v)) + v + struct.pack(">H", 0))
+    return bind + msg(b"E", b"\0" + struct.pack(">I", 0)) + msg(b"S")
 
 def extended(sql):
     parse = msg(b"P", b"\0" + sql.encode() + b"\0" + struct.pack(">H", 0))
@@ -65,6 +73,49 @@ class PortConn:
             pos += 1 + l
         return None
 
+    def more(self):
+        hdr = self._read(4)
+        self.buf += self._read(struct.unpack(">I", hdr)[0])
+
+    def messages_until_ready(self):
+        """The messages up to and including the next ReadyForQuery, as (tag, body)."""
+        out = []
+        while True:
+            if len(self.buf) >= 5:
+                (l,) = struct.unpack(">I", self.buf[1:5])
+                if len(self.buf) >= 1 + l:
+                    tag, body, self.buf = self.buf[:1], self.buf[5:1 + l], self.buf[1 + l:]
+                    out.append((tag, body))
+                    if tag == b"Z":
+                        return out
+                    continue
+            self.more()
+
+    def skip_ready(self, n):
+        """Reads and drops messages until n ReadyForQuery have gone by. The buffer is cut
+        only when more must be read: cut per message, each cut would copy the rest of a
+        64 KB read, and the reader could become what is measured."""
+        pos = 0
+        while n:
+            if len(self.buf) - pos >= 5:
+                (l,) = struct.unpack_from(">I", self.buf, pos + 1)
+                if len(self.buf) - pos >= 1 + l:
+                    n -= self.buf[pos] == 0x5A  # Z
+                    pos += 1 + l
+                    continue
+            self.buf, pos = self.buf[pos:], 0
+            self.more()
+        self.buf = self.buf[pos:]
+
+    def scalar(self, sql):
+        """The first column of the first row of a query's result, as text."""
+        self.send(query(sql))
+        for tag, body in self.messages_until_ready():
+            if tag == b"D":
+                (l,) = struct.unpack(">i", body[2:6])
+                value = body[6:6 + l].decode()
+        return value
+
     def rss_kb(self, field):
         with open(f"/proc/{self.p.pid}/status") as f:
             for line in f:
@@ -87,6 +138,12 @@ class SocketConn(PortConn):
 
     def send(self, data):
         self.s.sendall(data)
+
+    def more(self):
+        chunk = self.s.recv(65536)
+        if not chunk:
+            raise RuntimeError("server closed")
+        self.buf += chunk
 
     def read_until_ready(self):
         while self._ready_end() is None:
@@ -117,6 +174,55 @@ def inserts(conn, n=25000):
         conn.read_until_ready()
     conn.send(query("COMMIT")); conn.read_until_ready()
     return time.perf_counter() - t
+
+def cpu_seconds(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+PGBENCH_TABLES = """
+CREATE TABLE pgbench_accounts (aid int PRIMARY KEY, bid int, abalance int, filler char(84));
+INSERT INTO pgbench_accounts SELECT g, 1, 0, '' FROM generate_series(1, 100000) g;
+CREATE TABLE pgbench_tellers (tid int PRIMARY KEY, bid int, tbalance int, filler char(84));
+INSERT INTO pgbench_tellers SELECT g, 1, 0, '' FROM generate_series(1, 10) g;
+CREATE TABLE pgbench_branches (bid int PRIMARY KEY, bbalance int, filler char(88));
+INSERT INTO pgbench_branches VALUES (1, 0, '');
+CREATE TABLE pgbench_history (tid int, bid int, aid int, delta int, mtime timestamp, filler char(22));
+VACUUM ANALYZE"""
+
+def tpcb_statements(rng):
+    a, t, d = rng.randint(1, 100000), rng.randint(1, 10), rng.randint(-5000, 5000)
+    return ["BEGIN", f"UPDATE pgbench_accounts SET abalance = abalance + {d} WHERE aid = {a}",
+            f"SELECT abalance FROM pgbench_accounts WHERE aid = {a}",
+            f"UPDATE pgbench_tellers SET tbalance = tbalance + {d} WHERE tid = {t}",
+            f"UPDATE pgbench_branches SET bbalance = bbalance + {d} WHERE bid = 1",
+            f"INSERT INTO pgbench_history (tid, bid, aid, delta, mtime) VALUES ({t}, 1, {a}, {d}, CURRENT_TIMESTAMP)", "END"]
+
+def back_to_back(conn, backend_pid, requests, per_unit):
+    """Writes every request at once (on a thread, as a pipe holds little) and reads the
+    replies meanwhile: units per second and the backend's CPU µs per unit."""
+    cpu, t = cpu_seconds(backend_pid), time.perf_counter()
+    writer = threading.Thread(target=lambda: [conn.send(r) for r in requests])
+    writer.start()
+    conn.skip_ready(len(requests))
+    writer.join()
+    elapsed, cpu = time.perf_counter() - t, cpu_seconds(backend_pid) - cpu
+    units = len(requests) / per_unit
+    return units / elapsed, cpu * 1e6 / units
+
+def pgbench_back_to_back(conn, backend_pid):
+    """pgbench's -S (simple and prepared) and tpcb-like statements, back to back, on
+    pgbench's tables at scale 1: {workload: (per second, CPU µs each)}."""
+    conn.send(query(PGBENCH_TABLES)); conn.messages_until_ready()
+    conn.send(msg(b"P", b"s\0SELECT abalance FROM pgbench_accounts WHERE aid = $1\0" + struct.pack(">H", 0)) + msg(b"S"))
+    conn.messages_until_ready()
+    rng = random.Random(1)
+    aids = [rng.randint(1, 100000) for _ in range(20000)]
+    return {
+        "-S simple": back_to_back(conn, backend_pid, [query(f"SELECT abalance FROM pgbench_accounts WHERE aid = {a}") for a in aids], 1),
+        "-S prepared": back_to_back(conn, backend_pid, [bind_execute(b"s", a) for a in aids], 1),
+        "tpcb-like": back_to_back(conn, backend_pid, [query(s) for _ in range(3000) for s in tpcb_statements(rng)], 7),
+    }
 
 def start_time(binary, env):
     """Seconds to the ready frame, and from there to the reply of a SELECT 1 sent at once."""
@@ -180,11 +286,13 @@ def main():
     p_ins = inserts(port)
     after_rss = port.rss_kb("VmRSS:")
     peak_rss = port.rss_kb("VmHWM:")
+    p_b2b = pgbench_back_to_back(port, port.p.pid)
+    b2b_peak_rss = port.rss_kb("VmHWM:")
     port.close()
     shutil.rmtree(install)
 
     native = native_server()
-    n_select = n_ext = n_ins = None
+    n_select = n_ext = n_ins = n_b2b = None
     if native:
         bindir, data, root, as_pg, path = native
         try:
@@ -192,6 +300,7 @@ def main():
             n_select = round_trips(conn, query("SELECT 1"))
             n_ext = round_trips(conn, extended("SELECT 1"))
             n_ins = inserts(conn)
+            n_b2b = pgbench_back_to_back(conn, int(conn.scalar("SELECT pg_backend_pid()")))
             conn.close()
         finally:
             subprocess.run(as_pg + [f"{bindir}/pg_ctl", "-D", data, "-m", "fast", "stop"], stdout=subprocess.DEVNULL)
@@ -207,7 +316,12 @@ def main():
     print(f"SELECT 1 round trip, median of 1000:      {p_select * 1e6:.1f} us  ({ratio(p_select, n_select)}; server {n_select * 1e6 if n_select else 0:.1f} us)")
     print(f"extended P/B/D/E/S round trip, median:    {p_ext * 1e6:.1f} us  ({ratio(p_ext, n_ext)}; server {n_ext * 1e6 if n_ext else 0:.1f} us)")
     print(f"25,000 single-row INSERTs, one txn:       {p_ins:.2f} s  ({ratio(p_ins, n_ins)}; server {n_ins or 0:.2f} s)")
+    for workload, (rate, cpu) in p_b2b.items():
+        unit = "transactions" if workload == "tpcb-like" else "queries"
+        base = f"{rate / n_b2b[workload][0]:.2f}x the server's rate; server {n_b2b[workload][0]:,.0f}/s, {n_b2b[workload][1]:.0f} us" if n_b2b else "no baseline"
+        print(f"back to back, {workload + ',':<13}           {rate:,.0f} {unit}/s, {cpu:.0f} us CPU each ({base})")
     print(f"RSS idle after start / after the loops:   {idle_rss / 1024:.0f} MB / {after_rss / 1024:.0f} MB (peak {peak_rss / 1024:.0f} MB)")
+    print(f"peak RSS after the back-to-back runs:     {b2b_peak_rss / 1024:.0f} MB (the loops' table, pgbench's tables, 3,000 more history rows)")
 
 if __name__ == "__main__":
     main()
