@@ -194,11 +194,12 @@ try do
   ]
 
   for name <- [:server, :port, :pglite], do: PgbenchRuns.init!(targets[name])
+  workloads = [{"-S, simple", ["-S", "-M", "simple"]}, {"-S, prepared", ["-S", "-M", "prepared"]}, {"tpcb-like", []}]
 
   IO.puts("pgbench, one client, #{seconds} s per run, median of #{rounds}, #{System.schedulers_online()} cores, #{Date.utc_today()}, #{PgbenchRuns.io_polling()}")
   IO.puts(String.pad_trailing("workload", 26) <> Enum.map_join(["server", "+BEAM", "port+BEAM", "2 procs", "pglite"], "", &String.pad_leading(&1, 16)))
 
-  for {label, args} <- [{"-S, simple", ["-S", "-M", "simple"]}, {"-S, prepared", ["-S", "-M", "prepared"]}, {"tpcb-like", []}] do
+  for {label, args} <- workloads do
     Ladder.Table.row(label, PgbenchRuns.median_tps(targets, args ++ ["-c", "1"], seconds, rounds), [:server, :beam, :port, :port2, :pglite])
   end
 
@@ -206,7 +207,7 @@ try do
   IO.puts(String.pad_trailing("workload", 26) <> Enum.map_join(["server", "+BEAM", "pglite"], "", &String.pad_leading(&1, 16)))
   many = Keyword.take(targets, [:server, :beam, :pglite])
 
-  for {label, args} <- [{"-S, simple", ["-S", "-M", "simple"]}, {"-S, prepared", ["-S", "-M", "prepared"]}, {"tpcb-like", []}] do
+  for {label, args} <- workloads do
     Ladder.Table.row(label, PgbenchRuns.median_tps(many, args ++ ["-c", "8", "-j", "8"], seconds, rounds), [:server, :beam, :pglite])
   end
 
