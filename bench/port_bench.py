@@ -45,13 +45,8 @@ class PortConn:
         self.p.stdin.write(struct.pack(">I", len(data)) + data)
 
     def read_until_ready(self):
-        while True:
-            i = self._ready_end()
-            if i is not None:
-                self.buf = self.buf[i:]
-                return
-            hdr = self._read(4)
-            self.buf += self._read(struct.unpack(">I", hdr)[0])
+        """Drops the replies up to and including the next ReadyForQuery."""
+        self.skip_ready(1)
 
     def _read(self, n):
         out = b""
@@ -62,18 +57,8 @@ class PortConn:
             out += chunk
         return out
 
-    def _ready_end(self):
-        pos = 0
-        while pos + 5 <= len(self.buf):
-            (l,) = struct.unpack(">I", self.buf[pos + 1:pos + 5])
-            if pos + 1 + l > len(self.buf):
-                return None
-            if self.buf[pos:pos + 1] == b"Z":
-                return pos + 1 + l
-            pos += 1 + l
-        return None
-
     def more(self):
+        """Reads the next frame's bytes into the buffer."""
         hdr = self._read(4)
         self.buf += self._read(struct.unpack(">I", hdr)[0])
 
@@ -145,14 +130,6 @@ class SocketConn(PortConn):
             raise RuntimeError("server closed")
         self.buf += chunk
 
-    def read_until_ready(self):
-        while self._ready_end() is None:
-            chunk = self.s.recv(65536)
-            if not chunk:
-                raise RuntimeError("server closed")
-            self.buf += chunk
-        self.buf = self.buf[self._ready_end():]
-
     def close(self):
         self.s.close()
 
@@ -213,9 +190,9 @@ def back_to_back(conn, backend_pid, requests, per_unit):
 def pgbench_back_to_back(conn, backend_pid):
     """pgbench's -S (simple and prepared) and tpcb-like statements, back to back, on
     pgbench's tables at scale 1: {workload: (per second, CPU µs each)}."""
-    conn.send(query(PGBENCH_TABLES)); conn.messages_until_ready()
+    conn.send(query(PGBENCH_TABLES)); conn.read_until_ready()
     conn.send(msg(b"P", b"s\0SELECT abalance FROM pgbench_accounts WHERE aid = $1\0" + struct.pack(">H", 0)) + msg(b"S"))
-    conn.messages_until_ready()
+    conn.read_until_ready()
     rng = random.Random(1)
     aids = [rng.randint(1, 100000) for _ in range(20000)]
     return {
