@@ -129,8 +129,11 @@ fn classify(err: &RuntimeError) -> Trap {
     let message = err.message();
     if message.contains("uncaught exception") {
         Trap::PgError
-    } else {
+    } else if err.trace().is_empty() {
         Trap::Other(message)
+    } else {
+        // Only with PGLITE_WASM_BACKTRACE=1 (native/backtrace): the wasm frames, one a line.
+        Trap::Other(err.to_string())
     }
 }
 

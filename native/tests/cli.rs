@@ -17,7 +17,7 @@ fn run(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
 fn help_lists_every_setting() {
     let (code, out, _) = run(&["--help"], &[]);
     assert_eq!(code, 0);
-    for name in ["PGLITE_DATA_DIR", "PGLITE_USERNAME", "PGLITE_DATABASE", "PGLITE_DEBUG", "PGLITE_WASM_PATH", "PGLITE_CACHE_DIR", "PGLITE_SHARED_BUFFERS", "PGLITE_SPIN_US", "--precompile", "--precompile-to", "--sql"] {
+    for name in ["PGLITE_DATA_DIR", "PGLITE_USERNAME", "PGLITE_DATABASE", "PGLITE_DEBUG", "PGLITE_WASM_PATH", "PGLITE_CACHE_DIR", "PGLITE_SHARED_BUFFERS", "PGLITE_SPIN_US", "PGLITE_WASM_BACKTRACE", "--precompile", "--precompile-to", "--sql"] {
         assert!(out.contains(name), "--help lacks {name}");
     }
 }

@@ -119,6 +119,21 @@ fn fifteen_thousand_errors_leave_the_backend_serving() {
     assert_eq!(port.finish().0, 0);
 }
 
+/// Wasm backtraces are walked only on request (native/backtrace): the backend throws a
+/// wasm exception on every request, so with PGLITE_WASM_BACKTRACE=1 each query and
+/// each ERROR walks the native stack through the compiled guest's frames.
+#[test]
+fn with_wasm_backtraces_on_queries_and_errors_still_work() {
+    let mut port = Port::spawn_with("memory://", &[("PGLITE_WASM_BACKTRACE", "1")]);
+    port.read_frame().expect("startup reply");
+    for i in 0..200 {
+        assert_eq!(port.rows(&format!("SELECT {i}")), vec![vec![Some(i.to_string())]]);
+        let err = port.simple("SELECT 1/0");
+        assert_eq!(err.iter().find(|m| m.tag == b'E').and_then(|e| e.field(b'C')).as_deref(), Some("22012"));
+    }
+    assert_eq!(port.finish().0, 0);
+}
+
 #[test]
 fn extended_protocol_binary_parameters_and_pipelining() {
     let (mut port, _) = Port::ready("memory://");

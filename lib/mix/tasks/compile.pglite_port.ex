@@ -97,8 +97,9 @@ defmodule Mix.Tasks.Compile.PglitePort do
   # Every input of the cargo build: a change in any of them means build again.
   defp source_stamp(root) do
     files =
-      [Path.join(root, "Cargo.toml"), Path.join(root, "Cargo.lock")] ++
-        Path.wildcard(Path.join(root, "native/src/**/*.rs"))
+      [Path.join(root, "Cargo.toml"), Path.join(root, "Cargo.lock"), Path.join(root, "native/backtrace/Cargo.toml")] ++
+        Path.wildcard(Path.join(root, "native/src/**/*.rs")) ++
+        Path.wildcard(Path.join(root, "native/backtrace/src/**/*.rs"))
 
     entries =
       for file <- Enum.sort(files), {:ok, stat} <- [File.stat(file, time: :posix)],
