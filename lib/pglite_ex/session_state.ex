@@ -47,7 +47,7 @@ defmodule PgliteEx.SessionState do
   @doc "True when an SQL text may change the session."
   @spec may_change_sql?(String.t()) :: boolean()
   def may_change_sql?(sql) do
-    PgliteEx.Words.any?(sql, @change_words) and Regex.match?(@changes, sql)
+    PgliteEx.Words.any?(sql, :session_change, @change_words) and Regex.match?(@changes, sql)
   end
 
   @doc """

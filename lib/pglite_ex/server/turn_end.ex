@@ -110,7 +110,7 @@ defmodule PgliteEx.Server.TurnEnd do
   defp risky?(nil), do: true
 
   defp risky?(text) do
-    PgliteEx.Words.any?(text, @risky_words) and
-      (PgliteEx.Words.any?(text, @words) or PgliteEx.SessionState.may_change_sql?(text))
+    PgliteEx.Words.any?(text, :turn_risky, @risky_words) and
+      (PgliteEx.Words.any?(text, :turn_opening, @words) or PgliteEx.SessionState.may_change_sql?(text))
   end
 end
