@@ -36,7 +36,16 @@ fn main() -> ExitCode {
     }
 }
 
+/// The native stack compiled PostgreSQL runs on (Wasmer's default: 1 MiB). A PL/pgSQL
+/// function calling itself used it up at 300-500 levels and the backend died; with
+/// 8 MiB it goes past 3,000. PostgreSQL's own max_stack_depth check counts only the
+/// guest's C stack (8 MiB, kept by WASIX), which grows far less per level, so it cannot
+/// stand in for this limit; more than 8 MiB let runaway recursion reach that check and
+/// then exhaust memory while reporting it, instead of ending cleanly.
+const WASM_STACK_BYTES: usize = 8 << 20;
+
 fn run(config: &Config) -> Result<u8> {
+    wasmer::sys::vm::set_stack_size(WASM_STACK_BYTES);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -134,6 +134,17 @@ fn with_wasm_backtraces_on_queries_and_errors_still_work() {
     assert_eq!(port.finish().0, 0);
 }
 
+/// Compiled PostgreSQL runs on an 8 MiB native stack: Wasmer's default 1 MiB ended
+/// the backend at 300-500 levels of a recursive PL/pgSQL function.
+#[test]
+fn a_recursive_plpgsql_function_goes_two_thousand_levels_deep() {
+    let (mut port, _) = Port::ready("memory://");
+    port.rows("CREATE FUNCTION depth(n int) RETURNS int AS $$ BEGIN IF n <= 0 THEN RETURN 0; END IF; RETURN depth(n - 1) + 1; END $$ LANGUAGE plpgsql");
+    assert_eq!(port.rows("SELECT depth(2000)"), vec![vec![Some("2000".into())]]);
+    assert_eq!(port.rows("SELECT 7"), vec![vec![Some("7".into())]]);
+    assert_eq!(port.finish().0, 0);
+}
+
 #[test]
 fn extended_protocol_binary_parameters_and_pipelining() {
     let (mut port, _) = Port::ready("memory://");
