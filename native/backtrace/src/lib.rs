@@ -1,5 +1,6 @@
 //! Stands in for the `backtrace` crate in this build (the `[patch.crates-io]` in the
-//! top-level Cargo.toml), with the part of its API that Wasmer uses.
+//! top-level Cargo.toml), with only the part of its API that Wasmer uses:
+//! `new_unresolved`, `frames`, `ip`, `From<Vec<BacktraceFrame>>`, `Clone`, `Debug`.
 //!
 //! Why: Wasmer captures a native backtrace for every wasm exception it allocates, and
 //! PostgreSQL's PGlite build throws one on every request (and on every ERROR): walking
@@ -26,20 +27,15 @@ pub struct BacktraceFrame {
 impl Backtrace {
     /// The current stack without symbols (they are never resolved here).
     pub fn new_unresolved() -> Self {
-        if enabled() { Self { frames: unwind::ips().into_iter().map(|ip| BacktraceFrame { ip }).collect() } } else { Self::default() }
-    }
-
-    /// The same as `new_unresolved`: symbols are not resolved.
-    pub fn new() -> Self {
-        Self::new_unresolved()
+        if !enabled() {
+            return Self::default();
+        }
+        Self { frames: unwind::ips().into_iter().map(|ip| BacktraceFrame { ip }).collect() }
     }
 
     pub fn frames(&self) -> &[BacktraceFrame] {
         &self.frames
     }
-
-    /// Symbols are never resolved.
-    pub fn resolve(&mut self) {}
 }
 
 impl From<Vec<BacktraceFrame>> for Backtrace {
@@ -48,19 +44,9 @@ impl From<Vec<BacktraceFrame>> for Backtrace {
     }
 }
 
-impl From<Backtrace> for Vec<BacktraceFrame> {
-    fn from(backtrace: Backtrace) -> Self {
-        backtrace.frames
-    }
-}
-
 impl BacktraceFrame {
     pub fn ip(&self) -> *mut std::ffi::c_void {
         self.ip as *mut std::ffi::c_void
-    }
-
-    pub fn symbol_address(&self) -> *mut std::ffi::c_void {
-        self.ip()
     }
 }
 
@@ -102,11 +88,3 @@ mod unwind {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn the_walk_sees_this_frame() {
-        // The walk itself, whether or not the environment enables it.
-        assert!(super::unwind::ips().len() > 2);
-    }
-}
