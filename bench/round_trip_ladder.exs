@@ -157,6 +157,9 @@ end
 defmodule Ladder.Table do
   @moduledoc false
 
+  # The column titles, laid out as `row/3` lays out its figures.
+  def header(titles), do: line("workload", titles)
+
   # One line: the server's tps, then each other target's with its ratio to the server.
   def row(label, tps, names) do
     cells =
@@ -165,8 +168,10 @@ defmodule Ladder.Table do
         if name == :server, do: figure, else: "#{figure} (#{:erlang.float_to_binary(tps[name] / tps.server, decimals: 2)}x)"
       end
 
-    IO.puts(String.pad_trailing(label, 26) <> Enum.map_join(cells, "", &String.pad_leading(&1, 16)))
+    line(label, cells)
   end
+
+  defp line(label, cells), do: IO.puts(String.pad_trailing(label, 26) <> Enum.map_join(cells, "", &String.pad_leading(&1, 16)))
 end
 
 server = Pglite.NativeServer.start(fsync: "off", shared_buffers: "128MB")
@@ -197,14 +202,14 @@ try do
   workloads = [{"-S, simple", ["-S", "-M", "simple"]}, {"-S, prepared", ["-S", "-M", "prepared"]}, {"tpcb-like", []}]
 
   IO.puts("pgbench, one client, #{seconds} s per run, median of #{rounds}, #{System.schedulers_online()} cores, #{Date.utc_today()}, #{PgbenchRuns.io_polling()}")
-  IO.puts(String.pad_trailing("workload", 26) <> Enum.map_join(["server", "+BEAM", "port+BEAM", "2 procs", "pglite"], "", &String.pad_leading(&1, 16)))
+  Ladder.Table.header(["server", "+BEAM", "port+BEAM", "2 procs", "pglite"])
 
   for {label, args} <- workloads do
     Ladder.Table.row(label, PgbenchRuns.median_tps(targets, args ++ ["-c", "1"], seconds, rounds), [:server, :beam, :port, :port2, :pglite])
   end
 
   IO.puts("\npgbench, 8 clients (-j 8), #{seconds} s per run, median of #{rounds}")
-  IO.puts(String.pad_trailing("workload", 26) <> Enum.map_join(["server", "+BEAM", "pglite"], "", &String.pad_leading(&1, 16)))
+  Ladder.Table.header(["server", "+BEAM", "pglite"])
   many = Keyword.take(targets, [:server, :beam, :pglite])
 
   for {label, args} <- workloads do
