@@ -21,13 +21,26 @@ impl Runtime {
     }
 
     /// SHA-256 of the bundled module, computed once at unpack time.
-    pub fn module_sha256(&self) -> Result<String> {
+    pub fn module_sha256(&self) -> Result<[u8; 32]> {
         let path = self.root.join("bin/pglite.sha256");
-        fs::read_to_string(&path).with_context(|| format!("read {}", path.display()))
+        let text = fs::read_to_string(&path).with_context(|| format!("read {}", path.display()))?;
+        parse_sha256(&text).with_context(|| format!("read {}", path.display()))
     }
 
     pub fn lib_dir(&self) -> PathBuf {
         self.root.join("lib/postgresql")
+    }
+
+    /// Every side module PostgreSQL may dlopen (`lib/postgresql/*.so`), sorted.
+    pub fn side_module_paths(&self) -> Result<Vec<PathBuf>> {
+        let lib = self.lib_dir();
+        let mut paths: Vec<_> = fs::read_dir(&lib)
+            .with_context(|| format!("list {}", lib.display()))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "so"))
+            .collect();
+        paths.sort();
+        Ok(paths)
     }
 }
 
@@ -147,4 +160,14 @@ pub fn unpack_tar_zst(archive: &[u8], dest: &Path) -> Result<()> {
 
 pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn parse_sha256(text: &str) -> Result<[u8; 32]> {
+    let text = text.trim();
+    let mut out = [0u8; 32];
+    anyhow::ensure!(text.len() == 64, "bad module hash {text:?}");
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(&text[2 * i..2 * i + 2], 16).context("bad module hash")?;
+    }
+    Ok(out)
 }

@@ -5,6 +5,7 @@ pub mod assets;
 pub mod backend;
 pub mod config;
 pub mod data_dir;
+pub mod export_trim;
 pub mod frame;
 pub mod frontend_guard;
 pub mod guest_fs;

@@ -14,7 +14,7 @@ use pglite_port::interrupts::StatementClock;
 use pglite_port::module_cache::{self, ModuleCache};
 use pglite_port::stdin_frames::StdinFrames;
 use pglite_port::stdio_bridge::{self, Source, StdoutFrames};
-use pglite_port::{assets, guest_fs, memory_pages, pg_dump, precompile, session, side_modules, sql_cli};
+use pglite_port::{assets, export_trim, guest_fs, memory_pages, pg_dump, precompile, session, side_modules, sql_cli};
 
 fn main() -> ExitCode {
     let config = Config::parse();
@@ -171,16 +171,17 @@ fn load_modules(
     modules: &ModuleCache,
     runtime: &assets::Runtime,
 ) -> Result<(wasmer::Module, [u8; 32], std::sync::Arc<side_modules::SideModules>)> {
-    let (wasm_path, module_sha256) = match &config.wasm_path {
+    let (module, module_sha256) = match &config.wasm_path {
         Some(path) => {
             let bytes = std::fs::read(path).with_context(|| format!("read PGLITE_WASM_PATH {}", path.display()))?;
-            (path.clone(), Sha256::digest(&bytes).into())
+            let sha256: [u8; 32] = Sha256::digest(&bytes).into();
+            (modules.load_or_compile("pglite", &assets::hex(&sha256), || Ok(bytes))?.0, sha256)
         }
-        None => (runtime.module_path(), parse_sha256(&runtime.module_sha256()?)?),
+        None => {
+            let (key, trimmed) = export_trim::bundled(runtime, runtime.module_sha256()?);
+            (modules.load_or_compile("pglite", &assets::hex(&key), trimmed)?.0, key)
+        }
     };
-    let (module, _) = modules.load_or_compile("pglite", &assets::hex(&module_sha256), || {
-        std::fs::read(&wasm_path).with_context(|| format!("read {}", wasm_path.display()))
-    })?;
     let side = side_modules::seed(rt, modules, runtime)?;
     Ok((module, module_sha256, side))
 }
@@ -222,14 +223,4 @@ fn postgres_args(config: &Config) -> Result<Vec<String>> {
         args.push(format!("{name}={value}"));
     }
     Ok(args)
-}
-
-fn parse_sha256(text: &str) -> Result<[u8; 32]> {
-    let text = text.trim();
-    let mut out = [0u8; 32];
-    anyhow::ensure!(text.len() == 64, "bad module hash {text:?}");
-    for (i, byte) in out.iter_mut().enumerate() {
-        *byte = u8::from_str_radix(&text[2 * i..2 * i + 2], 16).context("bad module hash")?;
-    }
-    Ok(out)
 }

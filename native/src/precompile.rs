@@ -11,6 +11,7 @@ use sha2::{Digest, Sha256};
 use wasmer_types::ModuleHash;
 
 use crate::assets::{hex, Runtime};
+use crate::export_trim;
 use crate::module_cache::{self, ship};
 use crate::side_modules::SIDE_MODULES;
 
@@ -18,21 +19,12 @@ use crate::side_modules::SIDE_MODULES;
 pub fn into_dir(dir: &Path, runtime: &Runtime) -> Result<(usize, usize)> {
     let engine = module_cache::portable_engine();
     let mut compiled = Vec::new();
-    let main = runtime.module_path();
-    compiled.push(ship(&engine, dir, "pglite", &runtime.module_sha256()?, || {
-        std::fs::read(&main).with_context(|| format!("read {}", main.display()))
-    })?);
+    let (key, trimmed) = export_trim::bundled(runtime, runtime.module_sha256()?);
+    compiled.push(ship(&engine, dir, "pglite", &hex(&key), trimmed)?);
     let dump = pglite_oxide_assets::pg_dump_wasm().context("pglite-oxide-assets was built without pg_dump")?;
     compiled.push(ship(&engine, dir, "pg_dump", &hex(&Sha256::digest(dump)), || Ok(dump.to_vec()))?);
 
-    let lib = runtime.lib_dir();
-    let mut libraries: Vec<_> = std::fs::read_dir(&lib)
-        .with_context(|| format!("list {}", lib.display()))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "so"))
-        .collect();
-    libraries.sort();
-    for path in libraries {
+    for path in runtime.side_module_paths()? {
         let bytes = std::fs::read(&path).with_context(|| format!("read {}", path.display()))?;
         let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
         // Keyed as their loaders ask for them: seeded ones by name, the rest as the
