@@ -44,13 +44,28 @@ impl Runtime {
     }
 }
 
-/// Unpacks the runtime into `<cache>/<ASSETS_VERSION>-<size>` unless a complete copy
-/// is there.
+/// The Snowball stop-word lists the runtime lacks (`native/tsearch_data/README.md`),
+/// as `(file name, contents)`.
+const STOP_WORDS: [(&str, &[u8]); 15] = {
+    macro_rules! stop {
+        ($($lang:literal),*) => {
+            [$((concat!($lang, ".stop"), include_bytes!(concat!("../tsearch_data/", $lang, ".stop")).as_slice())),*]
+        };
+    }
+    stop!(
+        "danish", "dutch", "english", "finnish", "french", "german", "hungarian", "italian", "nepali", "norwegian",
+        "portuguese", "russian", "spanish", "swedish", "turkish"
+    )
+};
+
+/// Unpacks the runtime into `<cache>/<ASSETS_VERSION>-<size>-<layout>` unless a complete
+/// copy is there; the layout names what this program adds to the archive (`stop`: the
+/// stop-word lists), so a cache unpacked without them is not taken for complete.
 pub fn runtime(cache_dir: &Path) -> Result<Runtime> {
     let archive = pglite_oxide_assets::runtime_archive()
         .context("pglite-oxide-assets was built without its runtime payload")?;
     let started = std::time::Instant::now();
-    let dir = unpacked_once(cache_dir, &format!("{ASSETS_VERSION}-{}-ext", archive.len()), |tmp| {
+    let dir = unpacked_once(cache_dir, &format!("{ASSETS_VERSION}-{}-ext-stop", archive.len()), |tmp| {
         // The archive's files sit under a top-level `pglite/`; so do the extensions'
         // (share/postgresql/extension/*, lib/postgresql/*.so). Most of the time goes into
         // creating ~900 files, so the extensions are unpacked beside the core.
@@ -66,6 +81,10 @@ pub fn runtime(cache_dir: &Path) -> Result<Runtime> {
                 Ok(())
             });
             let core = unpack_tar_zst(archive, tmp).context("unpack the runtime").and_then(|()| {
+                let tsearch = root.join("share/postgresql/tsearch_data");
+                for (name, words) in STOP_WORDS {
+                    fs::write(tsearch.join(name), words).with_context(|| format!("write {name} into {}", tsearch.display()))?;
+                }
                 let module = fs::read(root.join("bin/pglite")).context("read unpacked pglite/bin/pglite")?;
                 fs::write(root.join("bin/pglite.sha256"), hex(&Sha256::digest(&module)))?;
                 log::debug!("unpacked the runtime's core in {:.1?}", started.elapsed());

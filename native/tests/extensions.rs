@@ -1,4 +1,4 @@
-//! The extensions bundled with the runtime: listed, created, used, kept across a restart.
+//! The extensions and dictionaries bundled with the runtime: listed, created, used, kept across a restart.
 
 mod support;
 use support::*;
@@ -66,5 +66,30 @@ fn vector_trgm_hstore_citext_ltree_and_pgtap_work_and_survive_a_restart() {
     let tap = port.rows("SELECT * FROM (SELECT plan(3) UNION ALL SELECT ok(true, 'truth') UNION ALL SELECT is(1 + 1, 2, 'sums') UNION ALL SELECT has_table('items')) t");
     let tap: Vec<String> = tap.into_iter().map(|r| r[0].clone().unwrap()).collect();
     assert_eq!(tap, vec!["1..3", "ok 1 - truth", "ok 2 - sums", "ok 3 - Table items should exist"]);
+    assert_eq!(port.finish().0, 0);
+}
+
+/// Snowball's stop-word lists ship with the port (the runtime lacks them): every
+/// language configuration with stop words stems and drops them as on a server.
+#[test]
+fn full_text_search_in_every_snowball_language_with_stop_words() {
+    let (mut port, _) = Port::ready("memory://");
+    assert_eq!(
+        one(&mut port, "SELECT to_tsvector('english', 'The quick brown foxes jumped over the lazy dogs')::text"),
+        "'brown':3 'dog':9 'fox':4 'jump':5 'lazi':8 'quick':2"
+    );
+    assert_eq!(one(&mut port, "SELECT to_tsvector('german', 'Die Katzen und der Hund')::text"), "'hund':5 'katz':2");
+    assert_eq!(
+        one(&mut port, "SELECT to_tsvector('english', 'PostgreSQL databases') @@ to_tsquery('english', 'database')"),
+        "t"
+    );
+    // Every dictionary that names a stop-word file can read it.
+    let dictionaries = port.rows("SELECT dictname FROM pg_ts_dict WHERE dictinitoption LIKE '%stopwords%' ORDER BY 1");
+    assert_eq!(dictionaries.len(), 15, "{dictionaries:?}");
+    for row in dictionaries {
+        let name = row[0].clone().unwrap();
+        let reply = port.simple(&format!("SELECT ts_lexize('{name}', 'a')"));
+        assert!(reply.iter().all(|m| m.tag != b'E'), "{name}: {reply:?}");
+    }
     assert_eq!(port.finish().0, 0);
 }
