@@ -193,9 +193,13 @@ enum Position {
 pub struct StatementClock(Arc<Mutex<ClockState>>);
 
 impl StatementClock {
-    /// Arms cancels and statement_timeout.
-    pub fn install(&self, interrupts: GuestInterrupts) {
+    /// Arms cancels and statement_timeout until the guard is dropped. Drop it before
+    /// the backend: the watcher pokes guest memory while a request runs, and a request
+    /// the backend died in never ends (a use after free killed the port with SIGSEGV).
+    #[must_use = "dropping the guard disarms at once"]
+    pub fn install(&self, interrupts: GuestInterrupts) -> Armed {
         self.with(|st| st.interrupts = Some(Arc::new(interrupts)));
+        Armed(self.clone())
     }
 
     fn with<T>(&self, f: impl FnOnce(&mut ClockState) -> T) -> T {
@@ -261,6 +265,15 @@ impl StatementClock {
             }
             statement_timeout(st)
         })
+    }
+}
+
+/// Cancels and statement_timeout stay armed while this lives (`StatementClock::install`).
+pub struct Armed(StatementClock);
+
+impl Drop for Armed {
+    fn drop(&mut self) {
+        self.0.with(|st| st.interrupts = None);
     }
 }
 

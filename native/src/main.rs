@@ -128,10 +128,14 @@ fn run(config: &Config) -> Result<u8> {
     let clock = StatementClock::default();
     let frames = StdinFrames::start(clock.clone(), Duration::from_micros(config.spin_us.into()))?;
     let (mut backend, stdin) = session::open(&host, &config.database, Source::Frames(frames.clone()), Box::new(StdoutFrames::new()), clock.clone())?;
-    match backend.interrupts() {
-        Ok(interrupts) => clock.install(interrupts),
-        Err(e) => log::warn!("cancel and statement_timeout are off: {e:#}"),
-    }
+    // Declared after the backend, so dropped before it on every way out.
+    let _armed = match backend.interrupts() {
+        Ok(interrupts) => Some(clock.install(interrupts)),
+        Err(e) => {
+            log::warn!("cancel and statement_timeout are off: {e:#}");
+            None
+        }
+    };
     phase("session open");
     // In the backend's idle moments, so that it delays neither the start nor a request
     // (the first comes at once); a step of 1 MiB takes well under a millisecond.

@@ -145,6 +145,19 @@ fn a_recursive_plpgsql_function_goes_two_thousand_levels_deep() {
     assert_eq!(port.finish().0, 0);
 }
 
+/// Runaway recursion ends the backend, and the port says so and exits 3, while its
+/// client still holds stdin open (the statement watcher used to read the freed guest
+/// memory of the request that never ended, and the port died of SIGSEGV instead).
+#[test]
+fn runaway_recursion_ends_the_port_with_status_3_and_a_message() {
+    let (mut port, _) = Port::ready("memory://");
+    port.rows("CREATE FUNCTION forever(n int) RETURNS int AS $$ BEGIN RETURN forever(n + 1); END $$ LANGUAGE plpgsql");
+    port.send(&query("SELECT forever(1)"));
+    let (code, stderr) = port.wait();
+    assert_eq!(code, 3, "{stderr}");
+    assert!(stderr.contains("the PostgreSQL backend died: call stack exhausted"), "{stderr}");
+}
+
 #[test]
 fn extended_protocol_binary_parameters_and_pipelining() {
     let (mut port, _) = Port::ready("memory://");
