@@ -88,13 +88,45 @@ defmodule Pglite.ManyClientsTest do
              "pipelined holder: [('TUPLES_OK', '5000000'), ('PIPELINE_SYNC', None), ('COMMAND_OK', None), ('PIPELINE_SYNC', None)] behind it: behind"
   end
 
-  test "a CancelRequest cancels the running statement with 57014; statement_timeout works; the connection goes on",
+  test "a CancelRequest cancels the running statement, asleep or not, with 57014; statement_timeout too; the connection goes on",
        %{pg: pg} do
     {out, 0} = python(pg, "cancel")
     assert out =~ "cancel: 57014 canceling statement due to user request"
     assert out =~ "after cancel: 1"
     assert out =~ "statement_timeout: 57014 canceling statement due to statement timeout"
     assert out =~ "quick under the timeout: 2"
+    # A sleeping statement is woken for its cancel, as a server's would be.
+    assert [_, seconds] = Regex.run(~r/sleep canceled: 57014 canceling statement due to user request after ([\d.]+) s/, out)
+    assert String.to_float(seconds) < 10
+    assert [_, seconds] = Regex.run(~r/sleep timed out: 57014 canceling statement due to statement timeout after ([\d.]+) s/, out)
+    assert String.to_float(seconds) < 10
+    # ... and no later sleep is cut short by it.
+    assert [_, seconds] = Regex.run(~r/a short sleep sleeps: finished after ([\d.]+) s/, out)
+    assert String.to_float(seconds) >= 0.2
+  end
+
+  test "JDBC: prepared statements with the same names on two connections, batches, a cursor, a query timeout, NOTIFY, metadata" do
+    {:ok, pg} = Pglite.start_link(tcp_port: 0)
+    {out, 0} = jdbc(pg, "ManyClients")
+
+    for line <- [
+          "prepared in turns: 1b0! 2b1! 3b2! 4b3! 5b4! 6b5!",
+          "TimeZone a Asia/Tokyo b ",
+          "application_name a alpha b beta",
+          "batch inserted 250",
+          "b sees 250",
+          "fetched in chunks 250 sum 31437.50",
+          "error 22012",
+          "then 25P02",
+          "after rollback 2",
+          "timeout 57014 in time",
+          "b goes on 3",
+          "notified jdbc_events from beta",
+          "tables jdbc_items",
+          "columns 4",
+          "server PostgreSQL 17"
+        ],
+        do: assert(out =~ line, "missing #{inspect(line)} in:\n#{out}")
   end
 
   test "node-postgres: an idle listener hears NOTIFY, settings stay per client, a pool of ten commits every update",

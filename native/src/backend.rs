@@ -12,6 +12,7 @@ use wasmer_wasix::runtime::PluggableRuntime;
 use wasmer_wasix::{WasiEnvBuilder, WasiError, WasiFunctionEnv};
 
 use crate::guest_fs::PGDATA;
+use crate::guest_sleep::{SleepWaker, WakeableTasks};
 use crate::side_modules::SideModules;
 use crate::guest_symbols::DataSymbols;
 use crate::interrupts::GuestInterrupts;
@@ -56,11 +57,18 @@ pub struct Host {
     /// `-c name=value` settings and flags for the postgres command line.
     pub postgres_args: Vec<String>,
     pub username: String,
+    /// Ends the guest's timed waits (given to `wasix_runtime` too).
+    pub sleeps: SleepWaker,
 }
 
 impl Host {
-    pub fn wasix_runtime(rt: &tokio::runtime::Runtime, engine: &Engine, side_modules: Arc<SideModules>) -> Arc<PluggableRuntime> {
-        let tasks = Arc::new(TokioTaskManager::new(rt.handle().clone()));
+    pub fn wasix_runtime(
+        rt: &tokio::runtime::Runtime,
+        engine: &Engine,
+        side_modules: Arc<SideModules>,
+        sleeps: SleepWaker,
+    ) -> Arc<PluggableRuntime> {
+        let tasks = Arc::new(WakeableTasks::new(TokioTaskManager::new(rt.handle().clone()), sleeps));
         let mut runtime = PluggableRuntime::new(tasks);
         runtime.set_engine(engine.clone());
         runtime.set_module_cache(side_modules);
@@ -108,6 +116,7 @@ pub struct Backend {
     x: Exports,
     stdout: GuestStdout,
     stderr: GuestStderr,
+    sleeps: SleepWaker,
     active: bool,
 }
 
@@ -183,7 +192,7 @@ impl Backend {
         seed_exec_path(&mut store, &host.module, &instance, &env)?;
 
         log::debug!("instantiated in {:.1?}", started.elapsed());
-        let mut backend = Backend { store, module: host.module.clone(), instance, env, x, stdout: stdio.stdout, stderr: stdio.stderr, active: false };
+        let mut backend = Backend { store, module: host.module.clone(), instance, env, x, stdout: stdio.stdout, stderr: stdio.stderr, sleeps: host.sleeps.clone(), active: false };
         let started = std::time::Instant::now();
         backend.boot().map_err(|e| backend.explain(e))?;
         log::debug!("PostgreSQL started in {:.1?} after that", started.elapsed());
@@ -224,7 +233,7 @@ impl Backend {
 
     /// Where to poke PostgreSQL's interrupt flags from another thread (after start-up).
     pub fn interrupts(&mut self) -> Result<GuestInterrupts> {
-        GuestInterrupts::locate(&mut self.store, &self.module, &self.instance, &self.env)
+        GuestInterrupts::locate(&mut self.store, &self.module, &self.instance, &self.env, self.sleeps.clone())
     }
 
     /// A sweep that hands back to the OS the pages of guest memory that hold only

@@ -5,8 +5,9 @@
 //! neither the client's CancelRequest (the port has no postmaster) nor SIGALRM (nothing
 //! fires the guest's interval timers) reaches it, so the host does what the handlers
 //! would: it writes those flags into the guest's memory from another thread. Work that
-//! checks for interrupts stops within milliseconds; a sleep (`pg_sleep`) runs to its
-//! end first, because nothing can wake the guest's blocking wait from outside.
+//! checks for interrupts stops within milliseconds; a backend asleep in a timed wait
+//! (`pg_sleep`) has that wait ended too ([`crate::guest_sleep`]), as the handler's
+//! SetLatch would end it on a server.
 //!
 //! A [`StatementClock`] follows the backend: busy from the moment it takes an input
 //! frame, idle when it waits for the next one. The thread that watches stdin while a
@@ -23,6 +24,7 @@ use anyhow::{Context, Result};
 use wasmer::{Instance, Module, Store};
 use wasmer_wasix::WasiFunctionEnv;
 
+use crate::guest_sleep::SleepWaker;
 use crate::guest_symbols::DataSymbols;
 
 /// `STATEMENT_TIMEOUT` in PostgreSQL 17's `TimeoutId`.
@@ -55,6 +57,8 @@ pub struct GuestInterrupts {
     statement_timeout: u32,
     /// `all_timeouts[STATEMENT_TIMEOUT].indicator`, when the layout checks out.
     timeout_indicator: Option<u32>,
+    /// Ends the guest's timed waits, so that a sleeping statement sees its cancel.
+    sleeps: SleepWaker,
 }
 
 // SAFETY: `base` points into the guest's linear memory, which lives as long as the
@@ -64,7 +68,7 @@ unsafe impl Sync for GuestInterrupts {}
 
 impl GuestInterrupts {
     /// Finds the exported globals; called once PostgreSQL has started.
-    pub fn locate(store: &mut Store, module: &Module, instance: &Instance, env: &WasiFunctionEnv) -> Result<Self> {
+    pub fn locate(store: &mut Store, module: &Module, instance: &Instance, env: &WasiFunctionEnv, sleeps: SleepWaker) -> Result<Self> {
         let symbols = DataSymbols::new(module)?;
         let mut address = |name: &str| symbols.address(&mut *store, instance, name);
         let interrupt_pending = address("InterruptPending")?;
@@ -86,6 +90,7 @@ impl GuestInterrupts {
             query_cancel_pending,
             statement_timeout,
             timeout_indicator: None,
+            sleeps,
         };
         // InitializeTimeouts numbers every slot: check the layout before writing into it.
         this.timeout_indicator = all_timeouts.filter(|&at| this.timeouts_layout_ok(at)).map(|at| at + STATEMENT_TIMEOUT * TIMEOUT_PARAMS_SIZE + INDICATOR_OFFSET);
@@ -143,6 +148,7 @@ impl GuestInterrupts {
         }
         self.store_u32(self.query_cancel_pending, 1);
         self.store_u32(self.interrupt_pending, 1);
+        self.sleeps.wake();
     }
 
     /// Withdraws a cancel the backend never acted on, so it cannot hit a later request.
@@ -262,6 +268,10 @@ impl StatementClock {
             if std::mem::take(&mut st.deferred) && st.busy_since.is_some() {
                 raise(st);
                 return TICK;
+            }
+            // A cancel raised just before the backend went to sleep missed the wake.
+            if let (true, Some(_), Some(i)) = (st.raised, st.busy_since, &st.interrupts) {
+                i.sleeps.wake();
             }
             statement_timeout(st)
         })

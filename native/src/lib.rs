@@ -10,6 +10,7 @@ pub mod frame;
 pub mod frontend_guard;
 pub mod guest_fs;
 pub mod guest_memory;
+pub mod guest_sleep;
 pub mod guest_symbols;
 pub mod host_dir;
 pub mod interrupts;

@@ -10,6 +10,7 @@ use sha2::{Digest, Sha256};
 use pglite_port::backend::{BackendDied, Host};
 use pglite_port::config::Config;
 use pglite_port::data_dir::{DataDir, DataDirInUse};
+use pglite_port::guest_sleep::SleepWaker;
 use pglite_port::interrupts::StatementClock;
 use pglite_port::module_cache::{self, ModuleCache};
 use pglite_port::stdin_frames::StdinFrames;
@@ -108,8 +109,10 @@ fn run(config: &Config) -> Result<u8> {
         return Ok(0);
     };
     phase("data directory");
+    let sleeps = SleepWaker::default();
     let host = Host {
-        wasix: Host::wasix_runtime(&rt, modules.engine(), side),
+        wasix: Host::wasix_runtime(&rt, modules.engine(), side, sleeps.clone()),
+        sleeps,
         engine: modules.engine().clone(),
         module,
         module_sha256,

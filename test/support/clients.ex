@@ -1,5 +1,7 @@
 defmodule Pglite.TestClients do
-  @moduledoc "Runs real PostgreSQL clients (psql, pgbench, psycopg 3, node-postgres) against an instance."
+  @moduledoc "Runs real PostgreSQL clients (psql, pgbench, psycopg 3, node-postgres, JDBC) against an instance."
+
+  @jdbc_jar "/usr/share/java/postgresql.jar"
 
   @doc "psql over the instance's Unix socket (or `host:`/`port:` overrides); returns {output, status}."
   def psql(pg, sql, opts \\ []) do
@@ -38,6 +40,25 @@ defmodule Pglite.TestClients do
   def node(pg, script) do
     path = Path.expand("../clients/node/#{script}.js", __DIR__)
     System.cmd("node", [path], env: libpq_env(pg), stderr_to_stdout: true)
+  end
+
+  @doc """
+  Runs test/clients/jdbc/<program>.java with Debian's PostgreSQL JDBC driver, over the
+  instance's TCP port (JDBC speaks TCP only): start the instance with `tcp_port: 0`.
+  """
+  def jdbc(pg, program) do
+    path = Path.expand("../clients/jdbc/#{program}.java", __DIR__)
+    c = Pglite.get_connection_opts(pg)
+
+    env = [
+      {"PGHOST", "127.0.0.1"},
+      {"PGPORT", "#{Pglite.tcp_port(pg)}"},
+      {"PGUSER", c[:username]},
+      {"PGPASSWORD", c[:password]},
+      {"PGDATABASE", c[:database]}
+    ]
+
+    System.cmd("java", ["-cp", @jdbc_jar, path], env: env, stderr_to_stdout: true)
   end
 
   defp libpq_env(pg) do
