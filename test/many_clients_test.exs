@@ -29,7 +29,7 @@ defmodule Pglite.ManyClientsTest do
   test "SET, RESET and StartupMessage settings stay with their client; ParameterStatus reaches only it", %{pg: pg} do
     {out, 0} = python(pg, "session_state")
 
-    for line <- [
+    assert_prints(out, [
           "a TimeZone 'Asia/Tokyo'",
           "a DateStyle 'German, DMY'",
           "a statement_timeout '1234ms'",
@@ -49,8 +49,7 @@ defmodule Pglite.ManyClientsTest do
           "a after RESET TimeZone UTC",
           ~s(a after RESET ALL 0 '"$user", public'),
           "c still 'elsewhere'"
-        ],
-        do: assert(out =~ line, "expected #{inspect(line)} in:\n#{out}")
+        ])
   end
 
   test "a client's TEMP tables, PREPAREd statements and WITH HOLD cursors are dropped when it disconnects", %{pg: pg} do
@@ -109,7 +108,7 @@ defmodule Pglite.ManyClientsTest do
     {:ok, pg} = Pglite.start_link(tcp_port: 0)
     {out, 0} = jdbc(pg, "ManyClients")
 
-    for line <- [
+    assert_prints(out, [
           "prepared in turns: 1b0! 2b1! 3b2! 4b3! 5b4! 6b5!",
           "TimeZone a Asia/Tokyo b ",
           "application_name a alpha b beta",
@@ -125,8 +124,7 @@ defmodule Pglite.ManyClientsTest do
           "tables jdbc_items",
           "columns 4",
           "server PostgreSQL 17"
-        ],
-        do: assert(out =~ line, "missing #{inspect(line)} in:\n#{out}")
+        ])
   end
 
   test "node-postgres: an idle listener hears NOTIFY, settings stay per client, a pool of ten commits every update",
@@ -231,4 +229,7 @@ defmodule Pglite.ManyClientsTest do
     Pglite.stop(pg)
     Pglite.start_link(idle_in_transaction_timeout: 0)
   end
+
+  # Every line a client program must have printed.
+  defp assert_prints(out, lines), do: for(line <- lines, do: assert(out =~ line, "expected #{inspect(line)} in:\n#{out}"))
 end
