@@ -116,7 +116,6 @@ pub struct Backend {
     x: Exports,
     stdout: GuestStdout,
     stderr: GuestStderr,
-    sleeps: SleepWaker,
     active: bool,
 }
 
@@ -192,7 +191,7 @@ impl Backend {
         seed_exec_path(&mut store, &host.module, &instance, &env)?;
 
         log::debug!("instantiated in {:.1?}", started.elapsed());
-        let mut backend = Backend { store, module: host.module.clone(), instance, env, x, stdout: stdio.stdout, stderr: stdio.stderr, sleeps: host.sleeps.clone(), active: false };
+        let mut backend = Backend { store, module: host.module.clone(), instance, env, x, stdout: stdio.stdout, stderr: stdio.stderr, active: false };
         let started = std::time::Instant::now();
         backend.boot().map_err(|e| backend.explain(e))?;
         log::debug!("PostgreSQL started in {:.1?} after that", started.elapsed());
@@ -231,9 +230,10 @@ impl Backend {
         }
     }
 
-    /// Where to poke PostgreSQL's interrupt flags from another thread (after start-up).
-    pub fn interrupts(&mut self) -> Result<GuestInterrupts> {
-        GuestInterrupts::locate(&mut self.store, &self.module, &self.instance, &self.env, self.sleeps.clone())
+    /// Where to poke PostgreSQL's interrupt flags from another thread (after start-up);
+    /// `sleeps` ends the guest's timed waits (the host's, given to its runtime).
+    pub fn interrupts(&mut self, sleeps: SleepWaker) -> Result<GuestInterrupts> {
+        GuestInterrupts::locate(&mut self.store, &self.module, &self.instance, &self.env, sleeps)
     }
 
     /// A sweep that hands back to the OS the pages of guest memory that hold only

@@ -132,7 +132,7 @@ fn run(config: &Config) -> Result<u8> {
     let frames = StdinFrames::start(clock.clone(), Duration::from_micros(config.spin_us.into()))?;
     let (mut backend, stdin) = session::open(&host, &config.database, Source::Frames(frames.clone()), Box::new(StdoutFrames::new()), clock.clone())?;
     // Declared after the backend, so dropped before it on every way out.
-    let _armed = match backend.interrupts() {
+    let _armed = match backend.interrupts(host.sleeps.clone()) {
         Ok(interrupts) => Some(clock.install(interrupts)),
         Err(e) => {
             log::warn!("cancel and statement_timeout are off: {e:#}");
