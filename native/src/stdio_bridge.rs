@@ -8,7 +8,10 @@
 //! whole reply without further input.
 
 use std::collections::VecDeque;
+use std::fs::File;
 use std::io::{self, BufWriter, Write};
+use std::mem::ManuallyDrop;
+use std::os::fd::{FromRawFd, RawFd};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
@@ -57,11 +60,38 @@ pub trait Sink: Send {
     fn send(&mut self, bytes: &[u8]) -> io::Result<()>;
 }
 
-pub struct StdoutFrames(BufWriter<io::Stdout>);
+/// The port's stdout, one `write` per frame.
+///
+/// Not `io::stdout()`: that is line-buffered, and it wrote a frame holding a newline
+/// byte (text with a line break, a binary 10, a length of 10) in two pieces, up to the
+/// last newline and then the rest: two wake-ups of the reader for one reply.
+pub struct StdoutFrames(BufWriter<RawWriter>);
 
 impl StdoutFrames {
     pub fn new() -> Self {
-        Self(BufWriter::with_capacity(FLUSH_THRESHOLD + 64 * 1024, io::stdout()))
+        Self::on_fd(libc::STDOUT_FILENO)
+    }
+
+    /// Frames written to `fd`, which must stay open as long as this lives (it is not
+    /// closed on drop).
+    pub fn on_fd(fd: RawFd) -> Self {
+        // SAFETY: the File is never dropped (ManuallyDrop), so the descriptor is only
+        // written through, never closed.
+        let file = ManuallyDrop::new(unsafe { File::from_raw_fd(fd) });
+        Self(BufWriter::with_capacity(FLUSH_THRESHOLD + 64 * 1024, RawWriter(file)))
+    }
+}
+
+/// A descriptor written with plain `write` calls, no buffering of its own.
+struct RawWriter(ManuallyDrop<File>);
+
+impl Write for RawWriter {
+    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        (&*self.0).write(bytes)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
     }
 }
 
@@ -393,3 +423,33 @@ write_only!(GuestStderr);
 stream_file!(GuestStdin, read: true);
 stream_file!(GuestStdout, read: false);
 stream_file!(GuestStderr, read: false);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::{AsRawFd, OwnedFd};
+
+    /// A socket pair that keeps each write a record of its own, so a read shows how
+    /// the frame was written.
+    fn records() -> (OwnedFd, OwnedFd) {
+        let mut fds = [0; 2];
+        // SAFETY: socketpair fills two new descriptors that we then own.
+        assert_eq!(unsafe { libc::socketpair(libc::AF_UNIX, libc::SOCK_SEQPACKET, 0, fds.as_mut_ptr()) }, 0);
+        // SAFETY: both were just created and are owned by nothing else.
+        unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) }
+    }
+
+    #[test]
+    fn a_frame_with_newlines_is_written_in_one_piece() {
+        let (reader, writer) = records();
+        let body = b"D\0\0\0\x0a\0\x01\0\0\0\x0a line\nbreak\n and after".to_vec();
+        StdoutFrames::on_fd(writer.as_raw_fd()).send(&body).unwrap();
+
+        let mut buf = [0u8; 256];
+        // SAFETY: reads into a valid buffer of the length given.
+        let n = unsafe { libc::read(reader.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+        assert_eq!(n as usize, 4 + body.len(), "the whole frame in one write");
+        assert_eq!(&buf[..4], &(body.len() as u32).to_be_bytes());
+        assert_eq!(&buf[4..n as usize], &body[..]);
+    }
+}
