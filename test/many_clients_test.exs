@@ -71,6 +71,8 @@ defmodule Pglite.ManyClientsTest do
     assert out =~ "second got [('jobs', 'again')]"
     assert out =~ "listener got after UNLISTEN []"
     assert out =~ "channels left 0"
+    assert out =~ "BackendKeyData ids distinct True"
+    assert out =~ "pg_backend_pid() [1]"
   end
 
   test "requests queued right behind another client's get their own replies, in order; a cancel or disconnect hits only its own",

@@ -35,5 +35,9 @@ print("listener got after UNLISTEN", received(listener, 0.5))
 second.close()
 notifier.execute("NOTIFY jobs, 'nobody'")
 print("channels left", notifier.execute("SELECT count(*) FROM pg_listening_channels()").fetchone()[0])
+# The pid in a notification is the notifier's BackendKeyData id; pg_backend_pid() is the
+# one backend's, the same for every client (README, "Limits").
+print("BackendKeyData ids distinct", len({c.info.backend_pid for c in (listener, other, notifier)}) == 3)
+print("pg_backend_pid()", sorted({c.execute("SELECT pg_backend_pid()").fetchone()[0] for c in (listener, other, notifier)}))
 for conn in (listener, other, notifier):
     conn.close()
