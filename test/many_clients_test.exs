@@ -61,7 +61,7 @@ defmodule Pglite.ManyClientsTest do
     assert out =~ "b may reuse the name 0"
   end
 
-  test "NOTIFY reaches every client listening on the channel, and only those, whoever sends it", %{pg: pg} do
+  test "NOTIFY reaches every client listening on the channel, and only those, whoever sends it; each client has its own id", %{pg: pg} do
     {out, 0} = python(pg, "listen_notify")
     assert out =~ "listener got [('jobs', 'hello')]"
     assert out =~ "pid is the notifier's True"

@@ -74,7 +74,7 @@ impl StdoutFrames {
 
     /// Frames written to `fd`, which must stay open as long as this lives (it is not
     /// closed on drop).
-    pub fn on_fd(fd: RawFd) -> Self {
+    fn on_fd(fd: RawFd) -> Self {
         // SAFETY: the File is never dropped (ManuallyDrop), so the descriptor is only
         // written through, never closed.
         let file = ManuallyDrop::new(unsafe { File::from_raw_fd(fd) });
