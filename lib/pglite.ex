@@ -38,8 +38,9 @@ defmodule Pglite do
       then it is disconnected with FATAL 25P03 and the others go on (default 10_000;
       `0` = never)
     * `:busy_wait_us` - µs at most that one BEAM scheduler stays busy (yielding) while
-      a lone client's request is in the port, so the reply is seen at once instead of
-      after a scheduler wakes (default 1_000, up to 100_000; `0` = never; see the
+      the request of a client alone with the backend (it sent the one before too, or
+      it is inside its transaction) is in the port, so the reply is seen at once
+      instead of after a scheduler wakes (default 1_000, up to 100_000; `0` = never; see the
       README's Performance section)
 
   ## Errors

@@ -468,11 +468,15 @@ defmodule PgliteEx do
     %{send_frame(state, payload) | expected: state.expected + meta.rfq, open: meta.open, closing: closing} |> keep_awake()
   end
 
-  # A client whose request follows its own, with nobody else's in between, is alone:
-  # every scheduler would sleep until the reply (PgliteEx.KeepAwake).
-  defp keep_awake(%{holder: {:client, pid}, last_writer: pid, awake: awake} = state) when awake != nil do
-    KeepAwake.poke(awake)
-    %{state | poked: true}
+  # A client alone with the backend (its request follows its own, or it is inside its
+  # transaction): every scheduler would sleep until the reply (PgliteEx.KeepAwake).
+  defp keep_awake(%{holder: {:client, pid}, awake: awake} = state) when awake != nil do
+    if KeepAwake.alone?(pid, state.last_writer, state.status) do
+      KeepAwake.poke(awake)
+      %{state | poked: true, last_writer: pid}
+    else
+      %{state | last_writer: pid}
+    end
   end
 
   defp keep_awake(%{holder: {:client, pid}} = state), do: %{state | last_writer: pid}

@@ -31,6 +31,17 @@ defmodule PgliteEx.KeepAwakeTest do
     assert eventually(pid, [:waiting])
   end
 
+  test "a request is waited for busily when its client is alone with the backend" do
+    {a, b} = {spawn(fn -> :ok end), spawn(fn -> :ok end)}
+    assert KeepAwake.alone?(a, a, ?I), "it follows the client's own request"
+    refute KeepAwake.alone?(a, b, ?I), "clients taking turns: the schedulers are busy anyway"
+    refute KeepAwake.alone?(a, nil, ?I)
+    # Inside its transaction nobody else can run: the first request after its turn
+    # began (its BEGIN written to the port behind b's request) is alone too.
+    assert KeepAwake.alone?(a, b, ?T)
+    assert KeepAwake.alone?(a, b, ?E)
+  end
+
   test "a window of 0 starts nothing, and pokes and rests do nothing" do
     assert KeepAwake.start(0) == nil
     assert KeepAwake.poke(nil) == :ok

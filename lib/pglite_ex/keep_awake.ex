@@ -8,8 +8,9 @@ defmodule PgliteEx.KeepAwake do
   port works, its reply waits for one to be woken: a Port round trip through `cat`
   took 100-120 µs on this project's VM, 35 µs with a process yielding in a loop
   beside it (and 32 µs in a VM started with `+IOs false`). `PgliteEx` pokes this
-  process when it writes a request of the client that also wrote the one before (with
-  several clients taking turns the schedulers are busy anyway) and tells it to rest
+  process when it writes a request of the client that also wrote the one before, or of
+  one inside its transaction (`alone?/3`; with several clients taking turns the
+  schedulers are busy anyway) and tells it to rest
   when the port's next frame comes; it yields in a loop in between, for at most the
   window. It never spins while the client thinks, which on two cores would take the
   core that the client and the port need.
@@ -39,6 +40,15 @@ defmodule PgliteEx.KeepAwake do
     send(pid, {:poke, now()})
     :ok
   end
+
+  @doc """
+  Whether a request written now by client `writer` is one to wait for busily: it
+  follows that client's own last request (`last_writer`), or the backend is inside the
+  client's transaction (`status` of its last ReadyForQuery `T` or `E`), so nobody else
+  can run until it ends, the first request after its turn began included.
+  """
+  @spec alone?(pid(), pid() | nil, byte()) :: boolean()
+  def alone?(writer, last_writer, status), do: writer == last_writer or status in [?T, ?E]
 
   @doc "The port's reply has come: stop spinning."
   @spec rest(pid() | nil) :: :ok
