@@ -40,8 +40,8 @@ defmodule Pglite do
     * `:busy_wait_us` - µs at most that one BEAM scheduler stays busy (yielding) while
       the request of a client alone with the backend (it sent the one before too, or
       it is inside its transaction) is in the port, so the reply is seen at once
-      instead of after a scheduler wakes (default 1_000, up to 100_000; `0` = never; see the
-      README's Performance section)
+      instead of after a scheduler wakes (default 1_000, up to 100_000; `0` = never;
+      see the README's Performance section)
 
   ## Errors
 
