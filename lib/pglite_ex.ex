@@ -470,16 +470,16 @@ defmodule PgliteEx do
 
   # A client alone with the backend (its request follows its own, or it is inside its
   # transaction): every scheduler would sleep until the reply (PgliteEx.KeepAwake).
-  defp keep_awake(%{holder: {:client, pid}, awake: awake} = state) when awake != nil do
+  # With the busy wait off (`awake` nil) poke and rest do nothing.
+  defp keep_awake(%{holder: {:client, pid}} = state) do
     if KeepAwake.alone?(pid, state.last_writer, state.status) do
-      KeepAwake.poke(awake)
+      KeepAwake.poke(state.awake)
       %{state | poked: true, last_writer: pid}
     else
       %{state | last_writer: pid}
     end
   end
 
-  defp keep_awake(%{holder: {:client, pid}} = state), do: %{state | last_writer: pid}
   defp keep_awake(state), do: state
 
   defp end_busy_wait(%{poked: true} = state) do

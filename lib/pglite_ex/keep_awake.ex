@@ -11,8 +11,9 @@ defmodule PgliteEx.KeepAwake do
   process when it writes a request of the client that also wrote the one before, or of
   one inside its transaction (`alone?/3`; with several clients taking turns the
   schedulers are busy anyway) and tells it to rest when the port's next frame comes;
-  it yields in a loop in between, for at most the window. It never spins while the client thinks, which on two cores would take the
-  core that the client and the port need.
+  it yields in a loop in between, for at most the window. It never spins while the
+  client thinks, which on two cores would take the core that the client and the port
+  need.
   """
 
   @doc """
