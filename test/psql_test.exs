@@ -31,10 +31,21 @@ defmodule Pglite.PsqlTest do
     assert {out, 2} = psql(pg, "SELECT 1", password: "wrong")
     assert out =~ "password authentication failed"
     assert {out, 2} = psql(pg, "SELECT 1", user: "mallory")
-    assert out =~ ~s(role "mallory" does not exist)
-    assert {out, 2} = psql(pg, "SELECT 1", database: "other")
-    assert out =~ ~s(database "other" does not exist)
+    assert out =~ ~s(role "mallory" cannot log in here: this pglite instance accepts only role "postgres")
+    assert {out, 2} = psql(pg, "SELECT 1", database: "nosuch")
+    assert out =~ ~s(database "nosuch" is not served here: this pglite instance serves only database "postgres")
     assert {"1\n", 0} = psql(pg, "SELECT 1"), "the instance is unharmed"
+  end
+
+  test "a database or role created in SQL exists, but clients connect to the instance's own", %{pg: pg} do
+    assert {_, 0} = psql(pg, "CREATE DATABASE other")
+    assert {_, 0} = psql(pg, "CREATE ROLE bob LOGIN PASSWORD 'pw'")
+    assert {"1\n", 0} = psql(pg, "SELECT count(*) FROM pg_database WHERE datname = 'other'")
+    assert {out, 2} = psql(pg, "SELECT 1", database: "other")
+    assert out =~ ~s(database "other" is not served here: this pglite instance serves only database "postgres")
+    assert {out, 2} = psql(pg, "SELECT 1", user: "bob", password: "pw")
+    assert out =~ ~s(role "bob" cannot log in here)
+    assert {"bob\n", 0} = psql(pg, "SET ROLE bob; SELECT current_user"), "SET ROLE reaches it"
   end
 
   test "a client speaking garbage is closed alone", %{pg: pg} do

@@ -163,14 +163,14 @@ defmodule PgliteEx.Server.Connection do
     user = Map.get(params, "user", "")
     database = Map.get(params, "database", user)
 
+    # One backend runs as one role in one database: another role or database may well
+    # exist (CREATE ROLE, CREATE DATABASE work), but cannot be served, so say that.
     cond do
       user != info.username ->
-        fatal(state, "28000", ~s(role "#{user}" does not exist))
-        {:close, state}
+        close_fatal(state, "28000", ~s(role "#{user}" cannot log in here: this pglite instance accepts only role "#{info.username}"))
 
       database != info.database ->
-        fatal(state, "3D000", ~s(database "#{database}" does not exist))
-        {:close, state}
+        close_fatal(state, "3D000", ~s(database "#{database}" is not served here: this pglite instance serves only database "#{info.database}"))
 
       true ->
         send_bytes(state, Wire.authentication(10, "SCRAM-SHA-256" <> <<0, 0>>))
