@@ -536,11 +536,13 @@ defmodule PgliteEx do
       else: {[Enum.map(statements, &Wire.message(?C, [?S, &1, 0])), Wire.sync()], 1}
   end
 
-  # Whatever a vanished client left running (COPY IN, an extended sequence) ends here:
-  # CopyFail and Sync are harmless when there is nothing to end, and the marker row
-  # says when every reply to them has come.
+  # Whatever a vanished client left running (COPY IN, an extended sequence, a
+  # transaction) ends here: CopyFail and Sync are harmless when there is nothing to
+  # end, and the marker row says when every reply to them has come. The ROLLBACK goes
+  # first in the marker's query: in a failed transaction a lone SELECT would fail too,
+  # its row would never come, and nobody would get the backend again.
   defp chore_payload({:barrier, token}, _state) do
-    {[Wire.message(?f, ["client went away", 0]), Wire.sync(), Wire.query("SELECT '#{token}'")], @unbounded}
+    {[Wire.message(?f, ["client went away", 0]), Wire.sync(), Wire.query("ROLLBACK; SELECT '#{token}'")], @unbounded}
   end
 
   defp chore_done(state, {:apply, settings, pid}, messages) do
@@ -761,7 +763,7 @@ defmodule PgliteEx do
       do: PortProcess.cancel(state.process, state.turn_first, holder_last_frame(state))
 
     token = "pglite-barrier-#{System.unique_integer([:positive])}"
-    chores = [{:barrier, token}, :rollback | cleanup_chores(state, client)]
+    chores = [{:barrier, token} | cleanup_chores(state, client)]
     # Replies still owed to the vanished client arrive before the barrier's and are dropped.
     next(%{state | holder: nil, chores: chores ++ state.chores, expected: 0, open: false, closing: false})
   end

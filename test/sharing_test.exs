@@ -35,6 +35,16 @@ defmodule Pglite.SharingTest do
     assert {_, 0} = psql(pg, "INSERT INTO ledger VALUES (2, 'fine')")
   end
 
+  test "a client killed inside a failed transaction frees the backend and its work is rolled back", %{pg: pg} do
+    {holder, os_pid} = open_psql(pg)
+    Port.command(holder, "BEGIN;\nINSERT INTO ledger VALUES (3, 'doomed');\nSELECT 1/0;\nSELECT 'failed';\n")
+    await_output(holder, "current transaction is aborted")
+    kill9(os_pid)
+
+    assert {"0\n", 0} = psql(pg, "SELECT count(*) FROM ledger WHERE id = 3")
+    assert {_, 0} = psql(pg, "INSERT INTO ledger VALUES (3, 'fine')")
+  end
+
   test "a client killed mid-COPY frees the backend and nothing of the COPY remains", %{pg: pg} do
     {holder, os_pid} = open_psql(pg)
     Port.command(holder, "COPY ledger FROM STDIN;\n")
