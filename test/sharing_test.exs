@@ -45,6 +45,16 @@ defmodule Pglite.SharingTest do
     assert {_, 0} = psql(pg, "INSERT INTO ledger VALUES (3, 'fine')")
   end
 
+  test "a client that vanishes in any state (pipeline error, failed transaction, COPY either way, asleep) frees the backend at once",
+       %{pg: pg} do
+    {out, 0} = python(pg, "vanished_holders")
+
+    for case <- ~w(pipeline_error_without_sync parse_error_and_flush failed_transaction failed_in_a_savepoint
+                   copy_out_mid_stream copy_in_inside_a_transaction asleep_inside_a_transaction) do
+      assert out =~ "#{case}: served, rows kept 0, waited <1s", out
+    end
+  end
+
   test "a client killed mid-COPY frees the backend and nothing of the COPY remains", %{pg: pg} do
     {holder, os_pid} = open_psql(pg)
     Port.command(holder, "COPY ledger FROM STDIN;\n")
