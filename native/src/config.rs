@@ -17,8 +17,8 @@ use clap::Parser;
 /// stdin frames numbered by its pid..=key fields (every other frame counts, from 1), or
 /// whatever runs if both are 0; the session's statement_timeout is enforced.
 /// Logs go to stderr only. PGLITE_WASM_BACKTRACE=1 makes a wasm trap's message name
-/// the wasm frames it happened in, at the cost of walking the native stack on every
-/// request (the backend throws a wasm exception for each): for debugging only.
+/// the wasm frames it happened in, at the cost of walking the native stack at every
+/// wasm exception (every ERROR, and many ordinary requests): for debugging only.
 ///
 /// Exit status: 0 clean shutdown (stdin EOF, Terminate, SIGTERM/SIGINT); 1 start-up or
 /// runtime error; 2 a frame longer than 1 GiB or a truncated frame; 3 the backend died;

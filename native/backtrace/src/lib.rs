@@ -3,8 +3,9 @@
 //! `new_unresolved`, `frames`, `ip`, `From<Vec<BacktraceFrame>>`, `Clone`, `Debug`.
 //!
 //! Why: Wasmer captures a native backtrace for every wasm exception it allocates, and
-//! PostgreSQL's PGlite build throws one on every request (and on every ERROR): walking
-//! the stack took ~13% of the port's CPU time on pgbench's `-S` query. Nobody reads
+//! PostgreSQL's PGlite build throws many (one per pgbench `-S` lookup on a vacuumed
+//! table, one per ERROR): walking the stack took ~13% of the port's CPU time on that
+//! query. Nobody reads
 //! those backtraces unless a wasm trap is reported, so here a backtrace is empty unless
 //! `PGLITE_WASM_BACKTRACE=1` is set; then the instruction pointers are collected with
 //! the system unwinder, as the real crate does on Linux and macOS, and a trap's message
