@@ -461,7 +461,10 @@ defmodule PgliteEx do
   # The backend's session has the client's settings: its request can go as it is.
   defp settings_in_place?(state, pid), do: match?(%{^pid => %{settings: settings}} when settings == state.applied, state.clients)
 
-  defp write(state, payload, meta) do
+  defp write(%{holder: {:client, pid}} = state, payload, meta), do: write_frame(note_listen(state, pid, meta), payload, meta)
+  defp write(state, payload, meta), do: write_frame(state, payload, meta)
+
+  defp write_frame(state, payload, meta) do
     # In a transaction only its end ends the turn.
     ends? = Map.get(meta, :ends_turn, false) and (state.status == ?I or Map.get(meta, :ends_transaction, false))
     closing = ends? and (state.expected == 0 or state.closing)
@@ -504,7 +507,7 @@ defmodule PgliteEx do
          true <- settings_in_place?(state, pid),
          false <- match?(%{^holder => %{dirty: true}}, state.clients) do
       GenServer.reply(from, :ok)
-      state = send_frame(%{state | queue: queue}, payload)
+      state = send_frame(note_listen(%{state | queue: queue}, pid, meta), payload)
       %{state | ahead: %{pid: pid, meta: meta, frame: state.written, gone: nil}}
     else
       _ -> state
@@ -560,6 +563,7 @@ defmodule PgliteEx do
   defp chore_done(state, {:capture, pid}, messages) do
     found = SessionState.parse_capture(messages)
     owned = all_clients(state, :objects)
+    others = all_clients(Map.update!(state, :clients, &Map.delete(&1, pid)), :channels)
 
     state =
       state
@@ -568,7 +572,7 @@ defmodule PgliteEx do
       end)
       |> update_client(pid, fn c ->
         new = MapSet.difference(found.objects, owned)
-        %{c | settings: found.settings, objects: MapSet.union(c.objects, new)}
+        %{c | settings: found.settings, objects: MapSet.union(c.objects, new), channels: channels_after_turn(c, found, others)}
       end)
 
     # Keep the backend listening on exactly what its clients listen on.
@@ -600,6 +604,16 @@ defmodule PgliteEx do
 
   defp chore_done(state, _chore, _messages), do: state
 
+  # The channels a client listens on after its turn. What its SQL text said (LISTEN,
+  # UNLISTEN) is not what happened if the transaction rolled back; for a channel no
+  # other client listens on, the backend listened on it before the turn exactly when
+  # this client did, and only this client's turn changed that: what the backend
+  # listens on now is the truth. For a channel another client listens on too, the
+  # text is all there is to go by.
+  defp channels_after_turn(client, found, others) do
+    client.channels |> MapSet.intersection(others) |> MapSet.union(MapSet.difference(found.channels, others))
+  end
+
   ## Clients
 
   # Most payloads prepare, close, listen and change nothing.
@@ -612,14 +626,17 @@ defmodule PgliteEx do
         |> MapSet.union(MapSet.new(Map.get(meta, :prepared, [])))
         |> MapSet.difference(MapSet.new(Map.get(meta, :closed, [])))
 
-      %{
-        client
-        | statements: statements,
-          dirty: client.dirty or Map.get(meta, :session, false),
-          channels: SessionState.apply_listen_ops(client.channels, Map.get(meta, :listen, []))
-      }
+      %{client | statements: statements, dirty: client.dirty or Map.get(meta, :session, false)}
     end)
   end
+
+  # LISTEN and UNLISTEN count from when the request goes to the port, not from when it
+  # was submitted: one waiting in line has not listened yet, and another client's
+  # capture must not take it for a channel someone listens on.
+  defp note_listen(state, pid, %{listen: [_ | _] = ops}),
+    do: update_client(state, pid, &%{&1 | channels: SessionState.apply_listen_ops(&1.channels, ops)})
+
+  defp note_listen(state, _pid, _meta), do: state
 
   defp update_client(state, pid, fun) do
     case state.clients do

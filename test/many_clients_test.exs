@@ -61,7 +61,8 @@ defmodule Pglite.ManyClientsTest do
     assert out =~ "b may reuse the name 0"
   end
 
-  test "NOTIFY reaches every client listening on the channel, and only those, whoever sends it; each client has its own id", %{pg: pg} do
+  test "NOTIFY reaches every client listening on the channel, and only those, whoever sends it; a rolled-back LISTEN is not kept; each client has its own id",
+       %{pg: pg} do
     {out, 0} = python(pg, "listen_notify")
     assert out =~ "listener got [('jobs', 'hello')]"
     assert out =~ "pid is the notifier's True"
@@ -70,6 +71,8 @@ defmodule Pglite.ManyClientsTest do
     assert out =~ "second got [('Jobs Two', 'in a transaction')]"
     assert out =~ "second got [('jobs', 'again')]"
     assert out =~ "listener got after UNLISTEN []"
+    assert out =~ "second got [('failed', 'f'), ('rolled', 'r')]"
+    assert out =~ "other got after its LISTENs rolled back []"
     assert out =~ "channels left 0"
     assert out =~ "BackendKeyData ids distinct True"
     assert out =~ "pg_backend_pid() [1]"

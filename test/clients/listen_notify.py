@@ -10,8 +10,8 @@ listener.execute("LISTEN jobs")
 second.execute('LISTEN "Jobs Two"')
 
 
-def received(conn, timeout=2.0):
-    return [(n.channel, n.payload, n.pid) for n in conn.notifies(timeout=timeout, stop_after=1)]
+def received(conn, timeout=2.0, count=1):
+    return [(n.channel, n.payload, n.pid) for n in conn.notifies(timeout=timeout, stop_after=count)]
 
 
 notifier.execute("NOTIFY jobs, 'hello'")
@@ -31,6 +31,27 @@ listener.execute("UNLISTEN jobs")
 notifier.execute("NOTIFY jobs, 'again'")
 print("second got", [(ch, p) for ch, p, _ in received(second)])
 print("listener got after UNLISTEN", received(listener, 0.5))
+
+# LISTEN in a transaction that rolls back (or fails) is not kept, as on a server, even
+# when another client then listens on the same channel.
+other.execute("BEGIN")
+other.execute("LISTEN rolled")
+other.execute("ROLLBACK")
+other.execute("BEGIN")
+other.execute("LISTEN failed")
+try:
+    other.execute("SELECT 1/0")
+except psycopg.Error:
+    pass
+other.execute("ROLLBACK")
+second.execute("LISTEN rolled")
+second.execute("LISTEN failed")
+notifier.execute("NOTIFY rolled, 'r'")
+notifier.execute("NOTIFY failed, 'f'")
+print("second got", sorted((ch, p) for ch, p, _ in received(second, count=2)))
+print("other got after its LISTENs rolled back", received(other, 0.5))
+second.execute("UNLISTEN rolled")
+second.execute("UNLISTEN failed")
 
 second.close()
 notifier.execute("NOTIFY jobs, 'nobody'")
