@@ -25,24 +25,19 @@ defmodule Pglite.SharingTest do
     kill9(os_pid)
   end
 
-  test "a client killed mid-transaction frees the backend and its work is rolled back", %{pg: pg} do
-    {holder, os_pid} = open_psql(pg)
-    Port.command(holder, "BEGIN;\nINSERT INTO ledger VALUES (2, 'doomed');\nSELECT 'inserted';\n")
-    await_output(holder, "inserted")
-    kill9(os_pid)
+  test "a client killed mid-transaction, or inside a failed one, frees the backend and its work is rolled back", %{pg: pg} do
+    for {id, script, printed} <- [
+          {2, "SELECT 'inserted';", "inserted"},
+          {3, "SELECT 1/0;\nSELECT 'failed';", "current transaction is aborted"}
+        ] do
+      {holder, os_pid} = open_psql(pg)
+      Port.command(holder, "BEGIN;\nINSERT INTO ledger VALUES (#{id}, 'doomed');\n#{script}\n")
+      await_output(holder, printed)
+      kill9(os_pid)
 
-    assert {"0\n", 0} = psql(pg, "SELECT count(*) FROM ledger WHERE id = 2")
-    assert {_, 0} = psql(pg, "INSERT INTO ledger VALUES (2, 'fine')")
-  end
-
-  test "a client killed inside a failed transaction frees the backend and its work is rolled back", %{pg: pg} do
-    {holder, os_pid} = open_psql(pg)
-    Port.command(holder, "BEGIN;\nINSERT INTO ledger VALUES (3, 'doomed');\nSELECT 1/0;\nSELECT 'failed';\n")
-    await_output(holder, "current transaction is aborted")
-    kill9(os_pid)
-
-    assert {"0\n", 0} = psql(pg, "SELECT count(*) FROM ledger WHERE id = 3")
-    assert {_, 0} = psql(pg, "INSERT INTO ledger VALUES (3, 'fine')")
+      assert {"0\n", 0} = psql(pg, "SELECT count(*) FROM ledger WHERE id = #{id}")
+      assert {_, 0} = psql(pg, "INSERT INTO ledger VALUES (#{id}, 'fine')")
+    end
   end
 
   test "a client that vanishes in any state (pipeline error, failed transaction, COPY either way, asleep) frees the backend at once",
