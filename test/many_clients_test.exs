@@ -52,13 +52,16 @@ defmodule Pglite.ManyClientsTest do
         ])
   end
 
-  test "a client's TEMP tables, PREPAREd statements and WITH HOLD cursors are dropped when it disconnects", %{pg: pg} do
+  test "a client's TEMP tables, PREPAREd statements and WITH HOLD cursors are dropped when it disconnects; server-side cursors work",
+       %{pg: pg} do
     {out, 0} = python(pg, "session_objects")
     assert out =~ "a reads its temp table 2"
     assert out =~ "a executes its statement 42"
     assert out =~ "a fetches its cursor 1"
     assert out =~ "left after a disconnected (0, 0, 0)"
     assert out =~ "b may reuse the name 0"
+    assert out =~ "server-side cursor rows 1000"
+    assert out =~ "served after another's pipeline at once"
   end
 
   test "NOTIFY reaches every client listening on the channel, and only those, whoever sends it; a rolled-back LISTEN is not kept; each client has its own id",

@@ -29,6 +29,8 @@ defmodule PgliteEx.SessionState do
 
   @listen ~r/(?:^|;)\s*(listen|unlisten)\s+("(?:[^"]|"")*"|\*|[^\s;]+)/i
 
+  @sql_names ~r/(?:^|;)\s*(declare|prepare)\s+("(?:[^"]|"")*"|[^\s;(]+)/i
+
   # Words without which @changes cannot match: the regex then runs only on the few
   # texts that have one (it ran on every query and cost ~5 us of each round trip).
   @change_words ~w(set discard prepare deallocate declare close listen load temp)
@@ -62,6 +64,19 @@ defmodule PgliteEx.SessionState do
         {"unlisten", "*"} -> :unlisten_all
         {verb, name} -> {String.to_atom(verb), identifier(name)}
       end
+    end
+  end
+
+  @doc """
+  The cursors (`DECLARE name`) and prepared statements (`PREPARE name`) that messages
+  create in SQL, as `{:portal | :statement, name}`, folded as PostgreSQL folds
+  identifiers. The protocol reaches them by those very names (a Describe or Execute of
+  portal `name`, a Bind of statement `name`), so those names must not be renamed.
+  """
+  @spec sql_names([{byte(), binary(), binary()}]) :: [{:portal | :statement, String.t()}]
+  def sql_names(messages) do
+    for text <- sql_texts(messages), [_, verb, name] <- Regex.scan(@sql_names, text) do
+      {if(String.downcase(verb) == "declare", do: :portal, else: :statement), identifier(name)}
     end
   end
 

@@ -1,5 +1,7 @@
 """A connection's TEMP tables, SQL-level prepared statements and WITH HOLD cursors are
-dropped when it disconnects. Prints what a second connection finds before and after."""
+dropped when it disconnects; the protocol reaches cursors and statements made in SQL
+by their SQL names (psycopg's server-side cursors); a Flush after a pipeline holds
+nothing. Prints what a second connection finds before and after."""
 import time
 
 import psycopg
@@ -27,4 +29,21 @@ for _ in range(50):
 print("left after a disconnected", left)
 b.execute("CREATE TEMP TABLE scratch (v int)")
 print("b may reuse the name", b.execute("SELECT count(*) FROM scratch").fetchone()[0])
+
+# A server-side cursor: psycopg DECLAREs it in SQL, then Describes and fetches the
+# portal by that name through the protocol.
+with b.transaction():
+    cur = b.cursor("big")
+    cur.execute("SELECT g FROM generate_series(1, 1000) g")
+    print("server-side cursor rows", len(cur.fetchmany(10)) + len(cur.fetchall()))
+
+# After a pipeline (psycopg ends it with a Sync and a Flush) the connection holds
+# nothing: another client is served at once, not after the idle timeout.
+with b.pipeline():
+    b.execute("SELECT 1")
+c = psycopg.connect(autocommit=True)
+t0 = time.time()
+c.execute("SELECT 1")
+print("served after another's pipeline", "at once" if time.time() - t0 < 2 else f"after {time.time() - t0:.1f}s")
+c.close()
 b.close()

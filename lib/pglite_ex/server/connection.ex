@@ -42,7 +42,10 @@ defmodule PgliteEx.Server.Connection do
     deferred: [],
     skip_ready: 0,
     # Statement names whose text may open a transaction or COPY (PgliteEx.Server.TurnEnd).
-    risky: MapSet.new()
+    risky: MapSet.new(),
+    # Cursors and statements this client made in SQL: the protocol uses their names as
+    # they are (PgliteEx.Server.Statements).
+    sql_names: MapSet.new()
   ]
 
   @doc false
@@ -230,10 +233,11 @@ defmodule PgliteEx.Server.Connection do
         {before, _terminate} -> {before, true}
       end
 
-    batch = Statements.rewrite(messages, state.id, state.open)
-    {batch, state} = with_deferred(batch, state)
-
     session? = SessionState.may_change?(messages)
+    # DECLARE and PREPARE are session changes: only then can there be new SQL names.
+    state = if session?, do: %{state | sql_names: MapSet.union(state.sql_names, MapSet.new(SessionState.sql_names(messages)))}, else: state
+    batch = Statements.rewrite(messages, state.id, state.open, state.sql_names)
+    {batch, state} = with_deferred(batch, state)
     ends_turn? = not state.open and not session? and not batch.open and TurnEnd.ends_turn?(messages, state.risky)
     state = %{state | risky: TurnEnd.track(messages, state.risky)}
 

@@ -2,7 +2,9 @@ defmodule PgliteEx.Server.Statements do
   @moduledoc """
   Per-client names for prepared statements and portals. Clients share one backend, so
   a named statement or portal `s1` of client 7 becomes `c7_s1` on the way in; the
-  unnamed ones stay unnamed (a client uses them only within its own turn).
+  unnamed ones stay unnamed (a client uses them only within its own turn), and so do
+  the names of cursors and statements the client made in SQL (`DECLARE`, `PREPARE`),
+  which it reaches through the protocol by their SQL names.
 
   Also reports what a batch of messages means for the turn: how many ReadyForQuery
   replies it will produce and whether it leaves an extended-protocol sequence open.
@@ -20,12 +22,18 @@ defmodule PgliteEx.Server.Statements do
           deferrable: boolean()
         }
 
-  @extended ~c"PBDECH"
+  # Messages that leave an extended-protocol sequence open until a Sync. Not Flush: it
+  # only asks for what is owed, and after a Sync it opens nothing (psycopg sends one
+  # after a pipeline's last Sync).
+  @extended ~c"PBDEC"
 
-  @doc "Renames the names in a batch of whole messages from client `id`."
-  @spec rewrite([{byte(), binary(), binary()}], pos_integer(), boolean()) :: batch()
-  def rewrite(messages, id, open) do
-    prefix = "c#{id}_"
+  @doc """
+  Renames the names in a batch of whole messages from client `id`, but for those in
+  `keep` (`{:portal | :statement, name}`, made in SQL).
+  """
+  @spec rewrite([{byte(), binary(), binary()}], pos_integer(), boolean(), MapSet.t()) :: batch()
+  def rewrite(messages, id, open, keep \\ MapSet.new()) do
+    prefix = {"c#{id}_", keep}
     acc = %{payload: [], rfq: 0, open: open, prepared: [], closed: [], deferrable: false}
 
     messages
@@ -51,42 +59,48 @@ defmodule PgliteEx.Server.Statements do
     end
   end
 
-  defp rename(?P, body, raw, prefix, acc) do
-    with {name, rest} when name != "" <- Wire.cstring(body) do
-      {Wire.message(?P, [prefix, name, 0, rest]), %{acc | prepared: [prefix <> name | acc.prepared]}}
+  defp rename(?P, body, raw, names, acc) do
+    with {name, rest} when name != "" <- Wire.cstring(body),
+         renamed when renamed != name <- named(names, :statement, name) do
+      {Wire.message(?P, [renamed, 0, rest]), %{acc | prepared: [renamed | acc.prepared]}}
     else
       _ -> {raw, acc}
     end
   end
 
-  defp rename(?B, body, raw, prefix, acc) do
+  defp rename(?B, body, raw, names, acc) do
     with {portal, rest} <- Wire.cstring(body),
          {statement, rest} <- Wire.cstring(rest) do
-      {Wire.message(?B, [named(prefix, portal), 0, named(prefix, statement), 0, rest]), acc}
+      {Wire.message(?B, [named(names, :portal, portal), 0, named(names, :statement, statement), 0, rest]), acc}
     else
       _ -> {raw, acc}
     end
   end
 
-  defp rename(tag, <<kind, body::binary>>, raw, prefix, acc) when tag in [?D, ?C] and kind in [?S, ?P] do
-    with {name, rest} when name != "" <- Wire.cstring(body) do
-      acc = if tag == ?C and kind == ?S, do: %{acc | closed: [prefix <> name | acc.closed]}, else: acc
-      {Wire.message(tag, [kind, prefix, name, 0, rest]), acc}
+  defp rename(tag, <<kind, body::binary>>, raw, names, acc) when tag in [?D, ?C] and kind in [?S, ?P] do
+    with {name, rest} when name != "" <- Wire.cstring(body),
+         renamed when renamed != name <- named(names, if(kind == ?S, do: :statement, else: :portal), name) do
+      acc = if tag == ?C and kind == ?S, do: %{acc | closed: [renamed | acc.closed]}, else: acc
+      {Wire.message(tag, [kind, renamed, 0, rest]), acc}
     else
       _ -> {raw, acc}
     end
   end
 
-  defp rename(?E, body, raw, prefix, acc) do
-    with {portal, rest} when portal != "" <- Wire.cstring(body) do
-      {Wire.message(?E, [prefix, portal, 0, rest]), acc}
+  defp rename(?E, body, raw, names, acc) do
+    with {portal, rest} when portal != "" <- Wire.cstring(body),
+         renamed when renamed != portal <- named(names, :portal, portal) do
+      {Wire.message(?E, [renamed, 0, rest]), acc}
     else
       _ -> {raw, acc}
     end
   end
 
-  defp rename(_tag, _body, raw, _prefix, acc), do: {raw, acc}
+  defp rename(_tag, _body, raw, _names, acc), do: {raw, acc}
 
-  defp named(_prefix, ""), do: ""
-  defp named(prefix, name), do: prefix <> name
+  defp named(_names, _kind, ""), do: ""
+
+  defp named({prefix, keep}, kind, name) do
+    if MapSet.member?(keep, {kind, name}), do: name, else: prefix <> name
+  end
 end

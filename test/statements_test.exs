@@ -1,0 +1,50 @@
+defmodule PgliteEx.Server.StatementsTest do
+  @moduledoc "Per-client names on the way in, and what a batch leaves open."
+  use ExUnit.Case, async: true
+  alias PgliteEx.Server.Statements
+  alias PgliteEx.Wire
+
+  defp msg(tag, body), do: {tag, IO.iodata_to_binary(body), Wire.message(tag, body)}
+  defp names(batch), do: batch.payload |> IO.iodata_to_binary() |> Wire.split() |> elem(1) |> Enum.map(fn {t, b, _} -> {t, b} end)
+
+  test "named statements and portals get the client's prefix; unnamed ones and names made in SQL do not" do
+    keep = MapSet.new([{:portal, "big"}, {:statement, "q"}])
+
+    batch =
+      Statements.rewrite(
+        [
+          msg(?P, ["s1", 0, "SELECT 1", 0, <<0::16>>]),
+          msg(?B, ["p1", 0, "s1", 0, <<0::16, 0::16, 0::16>>]),
+          msg(?B, ["", 0, "q", 0, <<0::16, 0::16, 0::16>>]),
+          msg(?D, [?P, "big", 0]),
+          msg(?E, ["big", 0, <<10::32>>]),
+          msg(?C, [?S, "s1", 0]),
+          msg(?S, [])
+        ],
+        7,
+        false,
+        keep
+      )
+
+    assert [
+             {?P, "c7_s1" <> _},
+             {?B, "c7_p1\0c7_s1\0" <> _},
+             {?B, "\0q\0" <> _},
+             {?D, "Pbig\0"},
+             {?E, "big\0" <> _},
+             {?C, "Sc7_s1\0"},
+             {?S, ""}
+           ] = names(batch)
+
+    assert batch.prepared == ["c7_s1"] and batch.closed == ["c7_s1"]
+    refute batch.open
+  end
+
+  test "a sequence stays open until its Sync; a Flush neither opens nor closes one" do
+    parse = msg(?P, ["", 0, "SELECT 1", 0, <<0::16>>])
+    assert Statements.rewrite([parse, msg(?H, [])], 1, false).open
+    refute Statements.rewrite([parse, msg(?S, []), msg(?H, [])], 1, false).open
+    refute Statements.rewrite([msg(?H, [])], 1, false).open
+    assert Statements.rewrite([msg(?H, [])], 1, true).open
+  end
+end
