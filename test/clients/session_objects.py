@@ -1,7 +1,6 @@
 """A connection's TEMP tables, SQL-level prepared statements and WITH HOLD cursors are
 dropped when it disconnects; the protocol reaches cursors and statements made in SQL
-by their SQL names (psycopg's server-side cursors); a Flush after a pipeline holds
-nothing. Prints what a second connection finds before and after."""
+by their SQL names (psycopg's server-side cursors). Prints what a second connection finds before and after."""
 import time
 
 import psycopg
@@ -37,13 +36,4 @@ with b.transaction():
     cur.execute("SELECT g FROM generate_series(1, 1000) g")
     print("server-side cursor rows", len(cur.fetchmany(10)) + len(cur.fetchall()))
 
-# After a pipeline (psycopg ends it with a Sync and a Flush) the connection holds
-# nothing: another client is served at once, not after the idle timeout.
-with b.pipeline():
-    b.execute("SELECT 1")
-c = psycopg.connect(autocommit=True)
-t0 = time.time()
-c.execute("SELECT 1")
-print("served after another's pipeline", "at once" if time.time() - t0 < 2 else f"after {time.time() - t0:.1f}s")
-c.close()
 b.close()
