@@ -33,12 +33,12 @@ defmodule PgliteEx.Server.Statements do
   """
   @spec rewrite([{byte(), binary(), binary()}], pos_integer(), boolean(), MapSet.t()) :: batch()
   def rewrite(messages, id, open, keep \\ MapSet.new()) do
-    prefix = {"c#{id}_", keep}
+    names = {"c#{id}_", keep}
     acc = %{payload: [], rfq: 0, open: open, prepared: [], closed: [], deferrable: false}
 
     messages
     |> Enum.reduce(acc, fn {tag, body, raw}, acc ->
-      {message, acc} = rename(tag, body, raw, prefix, acc)
+      {message, acc} = rename(tag, body, raw, names, acc)
       acc = %{acc | payload: [acc.payload, message]}
 
       cond do
