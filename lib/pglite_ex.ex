@@ -13,11 +13,14 @@ defmodule PgliteEx do
   Clients call `submit/3` with whole frontend messages and a note of what they mean;
   the backend's replies come back as `{:pglite_backend, pid, iodata}` messages.
 
-  When everything the holder has in flight surely ends its turn (`:ends_turn`, see
-  `PgliteEx.Server.TurnEnd`) and the next waiting client needs nothing done between
-  turns, that client's request is written to the port right behind it: the backend
-  goes on to it without waiting for the BEAM, and the replies are told apart by their
-  ReadyForQuery count. A cancel names the port frames of the request it is for.
+  What the holder has in flight is followed reply by reply (`PgliteEx.InFlight`, a
+  model of PostgreSQL's message loop, errors that skip to Sync included): its turn
+  can end only when nothing is owed. When everything the holder has in flight surely
+  ends its turn (`:ends_turn`, see `PgliteEx.Server.TurnEnd`) and the next waiting
+  client needs nothing done between turns, that client's request is written to the
+  port right behind it: the backend goes on to it without waiting for the BEAM, and
+  the replies belong to the holder until nothing is owed to it. A cancel names the
+  port frames of the request it is for.
 
   ## Between turns
 
@@ -39,6 +42,14 @@ defmodule PgliteEx do
   line, as they count lock waits on a server; not for a request pipelined behind the
   same client's own unfinished one, whose answer must not overtake that one's replies.
 
+  ## Wedges
+
+  If clients wait behind a holder that is owed a ReadyForQuery, the port is asked
+  (every 2 s) whether the backend waits for input with every frame answered. If it
+  does while the holder is still owed one, the model was wrong: that is logged
+  (`wedge:` with the turn's last messages) and the holder is disconnected with
+  `XX000`, so nobody waits for ever.
+
   ## Notifications
 
   The backend LISTENs on the union of its clients' channels; a NotificationResponse goes
@@ -55,11 +66,11 @@ defmodule PgliteEx do
   use GenServer
   require Logger
 
-  alias PgliteEx.{KeepAwake, PortProcess, SessionState, Timeouts, Wire}
+  alias PgliteEx.{InFlight, KeepAwake, PortProcess, SessionState, Timeouts, Wire}
 
   @typedoc "What a client says about a payload it submits."
   @type meta :: %{
-          required(:rfq) => non_neg_integer(),
+          required(:kinds) => [byte()],
           required(:open) => boolean(),
           optional(:prepared) => [String.t()],
           optional(:closed) => [String.t()],
@@ -76,8 +87,12 @@ defmodule PgliteEx do
 
   @backoff_ms [50, 100, 200, 500, 1_000, 2_000, 5_000]
   @stable_ms 30_000
-  # A barrier's expected count until its marker row is seen.
-  @unbounded 1_000_000
+  # How long clients wait behind a holder that owes replies before the port is asked
+  # whether it is idle (PgliteEx.InFlight, see "A turn's end").
+  @wedge_check_ms 2_000
+  # The last messages of a turn, kept to explain a wedge.
+  @history 64
+  @idle_reply <<0, "pglite:idle">>
 
   defstruct [
     :process,
@@ -92,7 +107,8 @@ defmodule PgliteEx do
     parameters: [],
     buffer: "",
     status: ?I,
-    expected: 0,
+    # What the backend owes the holder (PgliteEx.InFlight).
+    in_flight: InFlight.new(),
     open: false,
     in_copy: false,
     # nil | :down | {:client, pid} | {:chore, chore, replies}
@@ -113,7 +129,13 @@ defmodule PgliteEx do
     closing: false,
     # The next client's request, written to the port behind the holder's last one:
     # nil | %{pid: pid, meta: meta, frame: n, gone: nil | client}
-    ahead: nil
+    ahead: nil,
+    # The wedge check's timer, the probe written (nil | {holder, turn_first, mark}), and
+    # the turn's last messages, newest first.
+    wedge_timer: nil,
+    probe: nil,
+    history: [],
+    history_len: 0
   ]
 
   ## API
@@ -211,11 +233,11 @@ defmodule PgliteEx do
     cond do
       state.holder == {:client, pid} and state.ahead == nil ->
         # Activity: the holder's idle time starts again.
-        {:reply, :ok, state |> stop_idle_timer() |> write(payload, meta) |> maybe_ahead() |> arm_idle_timer()}
+        {:reply, :ok, state |> stop_idle_timer() |> write(payload, meta) |> maybe_ahead() |> arm_timers()}
 
       # The backend is free, nobody waits and nothing is to be done first: its turn now.
       free?(state) and settings_in_place?(state, pid) ->
-        {:reply, :ok, state |> take_turn(pid, payload, meta) |> arm_idle_timer()}
+        {:reply, :ok, state |> take_turn(pid, payload, meta) |> arm_timers()}
 
       # Not while it has requests in the port: the acknowledgement would reach the
       # client before their replies.
@@ -225,12 +247,12 @@ defmodule PgliteEx do
 
       true ->
         item = {:submit, from, payload, meta, wait_timer(state, pid, from)}
-        {:noreply, state |> enqueue(item) |> next() |> arm_idle_timer()}
+        {:noreply, state |> enqueue(item) |> next() |> arm_timers()}
     end
   end
 
   def handle_call({:query, sql}, from, state) do
-    {:noreply, state |> enqueue({:query, from, sql}) |> next() |> arm_idle_timer()}
+    {:noreply, state |> enqueue({:query, from, sql}) |> next() |> arm_timers()}
   end
 
   @impl true
@@ -244,13 +266,16 @@ defmodule PgliteEx do
   ## Port output
 
   @impl true
+  def handle_info({port, {:data, @idle_reply}}, %{process: %{port: port}} = state),
+    do: {:noreply, state |> port_idle() |> arm_timers()}
+
   def handle_info({port, {:data, frame}}, %{process: %{port: port}} = state) do
     state = end_busy_wait(state)
     {:ok, messages, rest} = Wire.split(state.buffer <> frame)
     {notifications, messages} = Enum.split_with(messages, &match?({?A, _, _}, &1))
     notify(state, notifications)
     state = route(messages, %{state | buffer: rest}, [])
-    {:noreply, state |> maybe_release() |> arm_idle_timer()}
+    {:noreply, state |> maybe_release() |> arm_timers()}
   end
 
   def handle_info({port, {:exit_status, status}}, %{process: %{port: port}} = state), do: port_died(state, status)
@@ -264,7 +289,7 @@ defmodule PgliteEx do
       {:ok, process} ->
         Logger.info("pglite-port is back (restart #{state.restarts})")
         state = %{state | process: process, parameters: process.parameters, holder: nil, up_since: now()}
-        {:noreply, state |> next() |> arm_idle_timer()}
+        {:noreply, state |> next() |> arm_timers()}
 
       {:error, {:port_exited, status, _}} when not is_integer(status) or status >= 128 ->
         delay = Enum.at(@backoff_ms, state.restarts, List.last(@backoff_ms))
@@ -280,7 +305,7 @@ defmodule PgliteEx do
 
   def handle_info({:DOWN, ref, :process, pid, _reason}, state) do
     case Map.pop(state.clients, pid) do
-      {%{ref: ^ref} = client, clients} -> {:noreply, %{state | clients: clients} |> client_gone(pid, client) |> arm_idle_timer()}
+      {%{ref: ^ref} = client, clients} -> {:noreply, %{state | clients: clients} |> client_gone(pid, client) |> arm_timers()}
       _ -> {:noreply, state}
     end
   end
@@ -294,17 +319,32 @@ defmodule PgliteEx do
       end
 
     Logger.warning("client #{state.clients[pid].id} held the backend idle too long: #{message}")
-    {:noreply, %{state | idle_timer: nil} |> kick(pid, code, message) |> arm_idle_timer()}
+    {:noreply, %{state | idle_timer: nil} |> kick(pid, code, message) |> arm_timers()}
   end
 
   def handle_info({:idle_timeout, _stale}, state), do: {:noreply, state}
+
+  # Clients have waited a while behind a holder that owes a ReadyForQuery: ask the port
+  # whether the backend still works on something (it answers once it does not).
+  def handle_info(:wedge_check, state) do
+    state = %{state | wedge_timer: nil}
+
+    case state.holder do
+      {:client, pid} when state.probe == nil and state.process != nil ->
+        PortProcess.probe(state.process)
+        {:noreply, %{state | probe: {pid, state.turn_first, InFlight.mark(state.in_flight)}}}
+
+      _ ->
+        {:noreply, arm_timers(state)}
+    end
+  end
 
   # A client whose earlier request is still in the port waits on: the answer would reach
   # it before that request's replies. Its statement_timeout applies once it runs.
   def handle_info({:wait_timeout, {pid, _} = from, code, message}, state) do
     if in_port?(state, pid),
       do: {:noreply, state},
-      else: {:noreply, state |> refuse_waiting(from, {:canceled, code, message}) |> arm_idle_timer()}
+      else: {:noreply, state |> refuse_waiting(from, {:canceled, code, message}) |> arm_timers()}
   end
 
   def handle_info({:EXIT, port, _reason}, state) when is_port(port), do: {:noreply, state}
@@ -315,10 +355,10 @@ defmodule PgliteEx do
   # request written ahead, whose client holds the backend from then on.
   defp route([], state, acc), do: deliver(state, Enum.reverse(acc))
 
-  defp route([message | rest], state, acc) do
-    state = track(message, state)
+  defp route([{tag, _, _} = message | rest], state, acc) do
+    state = track(message, remember(state, {:got, tag}))
 
-    if state.expected == 0 and state.ahead != nil do
+    if state.ahead != nil and InFlight.empty?(state.in_flight) do
       state |> deliver(Enum.reverse([message | acc])) |> promote() |> then(&route(rest, &1, []))
     else
       route(rest, state, [message | acc])
@@ -336,7 +376,9 @@ defmodule PgliteEx do
       | ahead: nil,
         holder: {:client, ahead.pid},
         turn_first: ahead.frame,
-        expected: ahead.meta.rfq,
+        in_flight: InFlight.sent(InFlight.new(), ahead.meta.kinds),
+        history: [{:sent, ahead.pid, ahead.meta.kinds}],
+        history_len: 1,
         open: ahead.meta.open,
         closing: Map.get(ahead.meta, :ends_turn, false)
     }
@@ -348,17 +390,19 @@ defmodule PgliteEx do
   end
 
   # Follow the backend's state: replies still owed, transaction status, COPY IN.
-  defp track({?Z, <<status>>, _}, state),
-    do: %{state | status: status, expected: max(state.expected - 1, 0), in_copy: false}
+  defp track({tag, _, _} = message, state), do: track_state(message, %{state | in_flight: InFlight.received(state.in_flight, tag)})
 
-  defp track({?G, _, _}, state), do: %{state | in_copy: true}
+  defp track_state({?Z, <<status>>, _}, state), do: %{state | status: status, in_copy: false}
+  defp track_state({?G, _, _}, state), do: %{state | in_copy: true}
 
-  defp track({?D, body, _}, %{holder: {:chore, {:barrier, token}, _}} = state) do
-    if Wire.data_row(body) == [token], do: %{state | expected: 1}, else: state
+  # The marker row: every reply owed to the vanished client has come; the marker
+  # query's own ReadyForQuery is what is left.
+  defp track_state({?D, body, _}, %{holder: {:chore, {:barrier, token}, _}} = state) do
+    if Wire.data_row(body) == [token], do: %{state | in_flight: InFlight.settled(state.in_flight, ~c"Q")}, else: state
   end
 
-  defp track({?S, _, _}, %{holder: {:client, pid}} = state), do: update_client(state, pid, &%{&1 | dirty: true})
-  defp track(_message, state), do: state
+  defp track_state({?S, _, _}, %{holder: {:client, pid}} = state), do: update_client(state, pid, &%{&1 | dirty: true})
+  defp track_state(_message, state), do: state
 
   defp deliver(state, []), do: state
 
@@ -395,10 +439,14 @@ defmodule PgliteEx do
     :ok
   end
 
-  # Hand the backend on once its holder has nothing left in flight.
-  defp maybe_release(%{expected: 0, holder: {:client, pid}} = state) do
+  # Hand the backend on once its holder has nothing left in flight, and is neither
+  # inside a transaction, COPY or extended sequence, nor skipping to its Sync.
+  defp maybe_release(%{holder: {:client, pid}} = state) do
     cond do
-      state.open or state.status != ?I or state.in_copy ->
+      not InFlight.empty?(state.in_flight) ->
+        state
+
+      state.open or InFlight.skipping?(state.in_flight) or state.status != ?I or state.in_copy ->
         state
 
       match?(%{^pid => %{dirty: true}}, state.clients) ->
@@ -410,9 +458,13 @@ defmodule PgliteEx do
     end
   end
 
-  defp maybe_release(%{expected: 0, holder: {:chore, chore, acc}} = state) do
-    messages = List.flatten(acc)
-    chore_done(%{state | holder: nil}, chore, messages) |> next()
+  defp maybe_release(%{holder: {:chore, chore, acc}} = state) do
+    if InFlight.empty?(state.in_flight) do
+      messages = List.flatten(acc)
+      chore_done(%{state | holder: nil}, chore, messages) |> next()
+    else
+      state
+    end
   end
 
   defp maybe_release(state), do: state
@@ -451,7 +503,7 @@ defmodule PgliteEx do
   defp next(state), do: maybe_ahead(state)
 
   defp take_turn(state, pid, payload, meta) do
-    %{state | holder: {:client, pid}, turn_first: PortProcess.next_frame(state.written)}
+    %{state | holder: {:client, pid}, turn_first: PortProcess.next_frame(state.written), history: [], history_len: 0}
     |> write(payload, meta)
     |> maybe_ahead()
   end
@@ -461,14 +513,17 @@ defmodule PgliteEx do
   # The backend's session has the client's settings: its request can go as it is.
   defp settings_in_place?(state, pid), do: match?(%{^pid => %{settings: settings}} when settings == state.applied, state.clients)
 
-  defp write(%{holder: {:client, pid}} = state, payload, meta), do: write_frame(note_listen(state, pid, meta), payload, meta)
+  defp write(%{holder: {:client, pid}} = state, payload, meta),
+    do: state |> note_listen(pid, meta) |> remember({:sent, pid, meta.kinds}) |> write_frame(payload, meta)
+
   defp write(state, payload, meta), do: write_frame(state, payload, meta)
 
   defp write_frame(state, payload, meta) do
     # In a transaction only its end ends the turn.
     ends? = Map.get(meta, :ends_turn, false) and (state.status == ?I or Map.get(meta, :ends_transaction, false))
-    closing = ends? and (state.expected == 0 or state.closing)
-    %{send_frame(state, payload) | expected: state.expected + meta.rfq, open: meta.open, closing: closing} |> keep_awake()
+    closing = ends? and (InFlight.empty?(state.in_flight) or state.closing)
+    in_flight = InFlight.sent(state.in_flight, meta.kinds)
+    %{send_frame(state, payload) | in_flight: in_flight, open: meta.open, closing: closing} |> keep_awake()
   end
 
   # A client alone with the backend (its request follows its own, or it is inside its
@@ -501,9 +556,9 @@ defmodule PgliteEx do
   # turn surely ends with the backend idle and nothing is to be done between the turns.
   # Not one whose statement_timeout or lock_timeout counts its wait (a wait timer): in
   # the port its clock would start only when its request does.
-  defp maybe_ahead(%{holder: {:client, holder}, ahead: nil, chores: [], closing: true, in_copy: false} = state)
-       when state.expected > 0 do
-    with {{:value, {:submit, {pid, _} = from, payload, meta, nil}}, queue} when pid != holder <- :queue.out(state.queue),
+  defp maybe_ahead(%{holder: {:client, holder}, ahead: nil, chores: [], closing: true, in_copy: false} = state) do
+    with false <- InFlight.empty?(state.in_flight),
+         {{:value, {:submit, {pid, _} = from, payload, meta, nil}}, queue} when pid != holder <- :queue.out(state.queue),
          true <- settings_in_place?(state, pid),
          false <- match?(%{^holder => %{dirty: true}}, state.clients) do
       GenServer.reply(from, :ok)
@@ -520,23 +575,24 @@ defmodule PgliteEx do
   defp run_chore(state, chore) do
     case chore_payload(chore, state) do
       nil -> state |> chore_done(chore, []) |> next()
-      {payload, rfq} -> write(%{state | holder: {:chore, chore, []}}, payload, %{rfq: rfq, open: false})
+      {payload, :barrier} -> %{write(%{state | holder: {:chore, chore, []}}, payload, %{kinds: [], open: false}) | in_flight: InFlight.unknown()}
+      {payload, kinds} -> write(%{state | holder: {:chore, chore, []}}, payload, %{kinds: kinds, open: false})
     end
   end
 
-  defp chore_payload({:apply, settings, _}, _state), do: {Wire.query(SessionState.restore_sql(settings)), 1}
-  defp chore_payload({:capture, _}, _state), do: {Wire.query(SessionState.capture_sql()), 1}
-  defp chore_payload({:query, _, sql}, _state), do: {Wire.query(sql), 1}
+  defp chore_payload({:apply, settings, _}, _state), do: {Wire.query(SessionState.restore_sql(settings)), ~c"Q"}
+  defp chore_payload({:capture, _}, _state), do: {Wire.query(SessionState.capture_sql()), ~c"Q"}
+  defp chore_payload({:query, _, sql}, _state), do: {Wire.query(sql), ~c"Q"}
   defp chore_payload({:sql, nil}, _state), do: nil
-  defp chore_payload({:sql, sql}, _state), do: {Wire.query(sql), 1}
+  defp chore_payload({:sql, sql}, _state), do: {Wire.query(sql), ~c"Q"}
   defp chore_payload(:rollback, %{status: ?I}), do: nil
-  defp chore_payload(:rollback, _state), do: {Wire.query("ROLLBACK"), 1}
+  defp chore_payload(:rollback, _state), do: {Wire.query("ROLLBACK"), ~c"Q"}
   defp chore_payload({:reply, _, _}, _state), do: nil
 
   defp chore_payload({:close, statements}, _state) do
     if MapSet.size(statements) == 0,
       do: nil,
-      else: {[Enum.map(statements, &Wire.message(?C, [?S, &1, 0])), Wire.sync()], 1}
+      else: {[Enum.map(statements, &Wire.message(?C, [?S, &1, 0])), Wire.sync()], Enum.map(statements, fn _ -> ?C end) ++ ~c"S"}
   end
 
   # Whatever a vanished client left running (COPY IN, an extended sequence, a
@@ -545,7 +601,7 @@ defmodule PgliteEx do
   # first in the marker's query: in a failed transaction a lone SELECT would fail too,
   # its row would never come, and nobody would get the backend again.
   defp chore_payload({:barrier, token}, _state) do
-    {[Wire.message(?f, ["client went away", 0]), Wire.sync(), Wire.query("ROLLBACK; SELECT '#{token}'")], @unbounded}
+    {[Wire.message(?f, ["client went away", 0]), Wire.sync(), Wire.query("ROLLBACK; SELECT '#{token}'")], :barrier}
   end
 
   defp chore_done(state, {:apply, settings, pid}, messages) do
@@ -651,20 +707,21 @@ defmodule PgliteEx do
     Enum.map(state.parameters, fn {k, v} -> {k, Map.get(lowered, String.downcase(k), v)} end)
   end
 
-  defp cancel_client(%{holder: {:client, pid}, expected: n} = state, pid, _code, _message) when n > 0 do
-    PortProcess.cancel(state.process, state.turn_first, holder_last_frame(state))
-    state
-  end
-
-  defp cancel_client(%{ahead: %{pid: pid, frame: frame}} = state, pid, _code, _message) do
-    PortProcess.cancel(state.process, frame, frame)
-    state
-  end
-
   defp cancel_client(state, pid, code, message) do
-    case Enum.find(:queue.to_list(state.queue), &match?({:submit, {^pid, _}, _, _, _}, &1)) do
-      {:submit, from, _, _, _} -> refuse_waiting(state, from, {:canceled, code, message})
-      nil -> state
+    cond do
+      state.holder == {:client, pid} and not InFlight.empty?(state.in_flight) ->
+        PortProcess.cancel(state.process, state.turn_first, holder_last_frame(state))
+        state
+
+      match?(%{pid: ^pid}, state.ahead) ->
+        PortProcess.cancel(state.process, state.ahead.frame, state.ahead.frame)
+        state
+
+      true ->
+        case Enum.find(:queue.to_list(state.queue), &match?({:submit, {^pid, _}, _, _, _}, &1)) do
+          {:submit, from, _, _, _} -> refuse_waiting(state, from, {:canceled, code, message})
+          nil -> state
+        end
     end
   end
 
@@ -695,9 +752,12 @@ defmodule PgliteEx do
 
   # The idle timer runs while the holder keeps the backend without anything in flight
   # (or the backend waits for its COPY data).
+  defp arm_timers(state), do: state |> arm_idle_timer() |> arm_wedge_check()
+
   defp arm_idle_timer(state) do
     wanted =
-      with {:client, pid} when state.expected == 0 or state.in_copy <- state.holder,
+      with {:client, pid} <- state.holder,
+           true <- state.in_copy or InFlight.empty?(state.in_flight),
            settings = state.clients[pid][:settings] || %{},
            waiting? = not :queue.is_empty(state.queue),
            ms when is_integer(ms) <- Timeouts.idle(settings, state.status, waiting?, state.opts[:idle_in_transaction_timeout] || 0) do
@@ -719,6 +779,53 @@ defmodule PgliteEx do
         %{stop_idle_timer(state) | idle_timer: {ref, pid, ms, timer}}
     end
   end
+
+  # While clients wait behind a holder that owes a ReadyForQuery (and no COPY waits for
+  # its data), the port is asked now and then whether the backend is idle.
+  defp arm_wedge_check(%{wedge_timer: nil, probe: nil, holder: {:client, _}, in_copy: false} = state) do
+    if (:queue.is_empty(state.queue) and state.ahead == nil) or not InFlight.ready_owed?(state.in_flight) do
+      state
+    else
+      %{state | wedge_timer: Process.send_after(self(), :wedge_check, @wedge_check_ms)}
+    end
+  end
+
+  defp arm_wedge_check(state), do: state
+
+  # The backend has answered everything written before the probe and waits for input.
+  # If the turn the probe was sent in still owes a ReadyForQuery for a message written
+  # before it, this module's model of the backend is wrong: say so with the turn's
+  # messages, and end the turn rather than let everyone wait for ever. Its client waits
+  # for replies that will not come (or came to another): it is disconnected with an
+  # error that says so, and cleaned up after like any client that leaves.
+  defp port_idle(%{probe: {pid, first, mark}, holder: {:client, pid}, turn_first: first, in_copy: false} = state) do
+    state = %{state | probe: nil}
+
+    if InFlight.answered?(state.in_flight, mark) do
+      state
+    else
+      history = state.history |> Enum.reverse() |> Enum.map_join(" ", &describe/1)
+
+      Logger.error(
+        "wedge: the backend is idle but client #{state.clients[pid][:id]}'s turn still expects replies " <>
+          "(#{inspect(state.in_flight)}); ending its turn. Its last messages, oldest first: #{history}"
+      )
+
+      message = "internal error in the pglite front end: the backend's replies to this connection were lost (logged)"
+      kick(state, pid, "XX000", message)
+    end
+  end
+
+  defp port_idle(state), do: %{state | probe: nil}
+
+  defp describe({:sent, _pid, kinds}), do: "sent:" <> List.to_string(kinds)
+  defp describe({:got, tag}), do: <<tag>>
+
+  # A turn's last @history messages, for port_idle's report.
+  defp remember(%{history_len: n} = state, entry) when n >= 2 * @history,
+    do: %{state | history: [entry | Enum.take(state.history, @history)], history_len: @history + 1}
+
+  defp remember(state, entry), do: %{state | history: [entry | state.history], history_len: state.history_len + 1}
 
   defp stop_idle_timer(%{idle_timer: nil} = state), do: state
 
@@ -762,7 +869,7 @@ defmodule PgliteEx do
       # Its turn ends by itself, and the request behind it is not its own: stop what
       # runs, let its last replies go nowhere, clean up after the next turn.
       state.holder == {:client, pid} and state.ahead != nil ->
-        if state.expected > 0, do: PortProcess.cancel(state.process, state.turn_first, holder_last_frame(state))
+        if not InFlight.empty?(state.in_flight), do: PortProcess.cancel(state.process, state.turn_first, holder_last_frame(state))
         %{state | chores: state.chores ++ cleanup_chores(state, client)}
 
       state.holder == {:client, pid} ->
@@ -776,13 +883,13 @@ defmodule PgliteEx do
   # The holder went away in the middle of anything (a COPY, a transaction, a sequence).
   defp holder_gone(state, client) do
     # Nobody will read the answer of a statement still running: stop it.
-    if state.expected > 0 and not state.in_copy,
+    if not InFlight.empty?(state.in_flight) and not state.in_copy,
       do: PortProcess.cancel(state.process, state.turn_first, holder_last_frame(state))
 
     token = "pglite-barrier-#{System.unique_integer([:positive])}"
     chores = [{:barrier, token} | cleanup_chores(state, client)]
     # Replies still owed to the vanished client arrive before the barrier's and are dropped.
-    next(%{state | holder: nil, chores: chores ++ state.chores, expected: 0, open: false, closing: false})
+    next(%{state | holder: nil, chores: chores ++ state.chores, in_flight: InFlight.new(), open: false, closing: false})
   end
 
   defp cleanup_chores(state, client) do
@@ -791,7 +898,7 @@ defmodule PgliteEx do
   end
 
   # Whether requests of client `pid` are in the port, their replies still to come.
-  defp in_port?(%{holder: {:client, pid}, expected: n}, pid) when n > 0, do: true
+  defp in_port?(%{holder: {:client, pid}} = state, pid), do: not InFlight.empty?(state.in_flight) or match?(%{pid: ^pid}, state.ahead)
   defp in_port?(%{ahead: %{pid: pid}}, pid), do: true
   defp in_port?(_state, _pid), do: false
 
@@ -857,14 +964,17 @@ defmodule PgliteEx do
         clients: %{},
         buffer: "",
         status: ?I,
-        expected: 0,
+        in_flight: InFlight.new(),
         open: false,
         in_copy: false,
         applied: %{},
         idle_timer: nil,
         written: 0,
         closing: false,
-        ahead: nil
+        ahead: nil,
+        probe: nil,
+        history: [],
+        history_len: 0
     }
   end
 

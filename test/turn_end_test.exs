@@ -22,6 +22,13 @@ defmodule PgliteEx.Server.TurnEndTest do
     refute TurnEnd.ends_turn?([msg(?d, "1\n"), msg(?c, ""), sync()], MapSet.new())
   end
 
+  test "an extended sequence whose last messages are a Query, with no Sync after them, does not end the turn" do
+    # An error in the Execute skips the Query: a request written behind it would be skipped too.
+    refute TurnEnd.ends_turn?([parse("", "SELECT 1"), bind(""), msg(?E, [0, <<0::32>>]), query("SELECT 2")], MapSet.new())
+    assert TurnEnd.ends_turn?([parse("", "SELECT 1"), bind(""), msg(?E, [0, <<0::32>>]), query("SELECT 2"), sync()], MapSet.new())
+    assert TurnEnd.ends_turn?([parse("", "SELECT 1"), sync(), query("SELECT 2")], MapSet.new())
+  end
+
   test "a Bind of a statement parsed from a risky text does not end the turn, until it is parsed again" do
     risky = TurnEnd.track([parse("s1", "BEGIN"), sync()], MapSet.new())
     refute TurnEnd.ends_turn?([bind("s1"), msg(?E, [0, <<0::32>>]), sync()], risky)

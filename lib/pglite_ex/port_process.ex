@@ -75,6 +75,13 @@ defmodule PgliteEx.PortProcess do
   @spec cancel(t(), pos_integer(), pos_integer()) :: :ok | :closed
   def cancel(process, first, last), do: command(process, <<16::32, 80_877_102::32, first::32, last::32>>)
 
+  @doc """
+  Asks the port to answer `<<0, "pglite:idle">>` once the backend has answered every
+  frame written before this one and waits for input (an IdleProbe packet, not numbered).
+  """
+  @spec probe(t()) :: :ok | :closed
+  def probe(process), do: command(process, <<8::32, 80_877_124::32>>)
+
   @doc "The number the port gives the frame written after frame `n` (0: none yet)."
   @spec next_frame(non_neg_integer()) :: pos_integer()
   def next_frame(n) when n >= 0xFFFFFFFF, do: 1

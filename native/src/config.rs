@@ -15,7 +15,10 @@ use clap::Parser;
 /// byte stream in order; each request's reply is sent before the next frame runs. A
 /// frame holding only a CancelRequest packet (16 bytes) cancels the request in the
 /// stdin frames numbered by its pid..=key fields (every other frame counts, from 1), or
-/// whatever runs if both are 0; the session's statement_timeout is enforced.
+/// whatever runs if both are 0; the session's statement_timeout is enforced. A frame
+/// holding only an IdleProbe packet (8 bytes: length 8, code 80877124) is answered with
+/// the frame "\0pglite:idle" once every frame before it has been answered and the
+/// backend waits for input (not numbered either).
 /// Logs go to stderr only. PGLITE_WASM_BACKTRACE=1 makes a wasm trap's message name
 /// the wasm frames it happened in, at the cost of walking the native stack at every
 /// wasm exception (every ERROR, and many ordinary requests): for debugging only.

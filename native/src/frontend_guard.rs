@@ -17,10 +17,20 @@ pub enum Verdict {
     /// in stdin frames `first..=last` (numbered from 1, every frame that is not a cancel
     /// counts), taken from its pid and key fields; 0 and 0 mean whatever runs now.
     Cancel { first: u32, last: u32 },
+    /// An IdleProbe packet, alone in its frame between messages: once the backend has
+    /// answered every frame before it and waits for input, write [`IDLE_REPLY`].
+    Probe,
 }
 
 /// The CancelRequest packet: length 16, code 80877102, then pid and key.
 const CANCEL_REQUEST: [u8; 8] = [0, 0, 0, 16, 0x04, 0xd2, 0x16, 0x2e];
+
+/// The IdleProbe packet (length 8, code 1234/5700), ours alone: the front end asks
+/// whether the backend has answered everything it was sent.
+pub const IDLE_PROBE: [u8; 8] = [0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x44];
+
+/// The port's answer to an IdleProbe: a frame no backend message can start (type 0).
+pub const IDLE_REPLY: &[u8] = b"\0pglite:idle";
 
 /// Message boundaries carried from one frame to the next, so a frame may end (and the
 /// next begin) in the middle of a message, as a COPY stream split over frames does.
@@ -32,9 +42,13 @@ pub struct FrontendGuard {
 
 impl FrontendGuard {
     pub fn inspect(&mut self, frame: &[u8]) -> Verdict {
-        if self.header.is_empty() && self.body_left == 0 && frame.len() == 16 && frame.starts_with(&CANCEL_REQUEST) {
+        let between_messages = self.header.is_empty() && self.body_left == 0;
+        if between_messages && frame.len() == 16 && frame.starts_with(&CANCEL_REQUEST) {
             let field = |at: usize| u32::from_be_bytes([frame[at], frame[at + 1], frame[at + 2], frame[at + 3]]);
             return Verdict::Cancel { first: field(8), last: field(12) };
+        }
+        if between_messages && frame == IDLE_PROBE {
+            return Verdict::Probe;
         }
         let mut next = self.clone();
         let mut pos = 0;
@@ -124,6 +138,15 @@ mod tests {
         let copy = message(b'd', &[0u8; 20]);
         assert!(matches!(g.inspect(&copy[..9]), Verdict::Forward { .. }));
         assert_eq!(g.inspect(&cancel), Verdict::Forward { forward: 16, terminate: false });
+    }
+
+    #[test]
+    fn an_idle_probe_between_messages_is_a_probe() {
+        let mut g = FrontendGuard::default();
+        assert_eq!(g.inspect(&IDLE_PROBE), Verdict::Probe);
+        let copy = message(b'd', &[0u8; 8]);
+        assert!(matches!(g.inspect(&copy[..5]), Verdict::Forward { .. }));
+        assert_eq!(g.inspect(&IDLE_PROBE), Verdict::Forward { forward: 8, terminate: false });
     }
 
     #[test]

@@ -200,6 +200,8 @@ impl Reader {
                     clock.cancel(first, last);
                     return Vec::new();
                 }
+                // Not numbered, like a cancel: the front end numbers only what it submits.
+                Verdict::Probe => Input::Probe,
                 Verdict::Forward { terminate: false, .. } if frame.is_empty() => {
                     self.number();
                     return Vec::new();

@@ -19,6 +19,7 @@ use std::task::{Context, Poll};
 use virtual_fs::{AsyncRead, AsyncSeek, AsyncWrite, VirtualFile};
 
 use crate::frame::{write_frame, MAX_FRAME_LEN};
+use crate::frontend_guard::IDLE_REPLY;
 use crate::interrupts::StatementClock;
 use crate::stdin_frames::StdinFrames;
 use crate::wire;
@@ -33,6 +34,9 @@ pub enum Input {
     Data(Vec<u8>, u32),
     /// A frame refused by the [`FrontendGuard`]: answer 08P01 when the backend is idle.
     Reject(String),
+    /// The front end asks whether everything before this was answered: it was, once
+    /// the backend reads its next input, so answer then.
+    Probe,
     End(EndReason),
 }
 
@@ -162,6 +166,13 @@ impl GuestStdout {
     pub fn flush_frame(&self) -> io::Result<()> {
         let mut out = self.lock()?;
         flush_pending(&mut out)
+    }
+
+    /// Answers an IdleProbe, after what the backend has written so far.
+    fn idle_reply(&self) -> io::Result<()> {
+        let mut out = self.lock()?;
+        flush_pending(&mut out)?;
+        out.sink.send(IDLE_REPLY)
     }
 
     /// Answers a refused frame: ErrorResponse 08P01 and ReadyForQuery, as one frame.
@@ -303,6 +314,7 @@ impl GuestStdin {
                     st.pos = 0;
                 }
                 Input::Reject(reason) => self.stdout.reject(&reason)?,
+                Input::Probe => self.stdout.idle_reply()?,
                 Input::End(reason) => {
                     log::debug!("input ended: {reason:?}");
                     st.ended = Some(reason);

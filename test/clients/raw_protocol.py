@@ -1,61 +1,10 @@
 """Bad input from one client: it gets a clear error, the others and the data are
 untouched. Speaks the protocol by hand (SCRAM-SHA-256 included) over the Unix socket."""
-import base64
-import hashlib
-import hmac
-import os
-import socket
-import struct
 import time
 
 import psycopg
 
-PATH = os.path.join(os.environ["PGHOST"], f".s.PGSQL.{os.environ['PGPORT']}")
-USER, PASSWORD, DB = os.environ["PGUSER"], os.environ["PGPASSWORD"], os.environ["PGDATABASE"]
-
-
-def recv_message(s):
-    head = b""
-    while len(head) < 5:
-        chunk = s.recv(5 - len(head))
-        if not chunk:
-            return None, None
-        head += chunk
-    tag, length = head[:1], struct.unpack(">I", head[1:])[0]
-    body = b""
-    while len(body) < length - 4:
-        body += s.recv(length - 4 - len(body))
-    return tag, body
-
-
-def message(tag, body):
-    return tag + struct.pack(">I", len(body) + 4) + body
-
-
-def login():
-    s = socket.socket(socket.AF_UNIX)
-    s.connect(PATH)
-    params = f"user\0{USER}\0database\0{DB}\0\0".encode()
-    s.sendall(struct.pack(">II", len(params) + 8, 196608) + params)
-    recv_message(s)  # AuthenticationSASL
-    nonce = base64.b64encode(os.urandom(18)).decode()
-    first_bare = f"n=,r={nonce}"
-    first = ("n,," + first_bare).encode()
-    s.sendall(message(b"p", b"SCRAM-SHA-256\0" + struct.pack(">I", len(first)) + first))
-    _, body = recv_message(s)
-    server_first = body[4:].decode()
-    attrs = dict(kv.split("=", 1) for kv in server_first.split(","))
-    salted = hashlib.pbkdf2_hmac("sha256", PASSWORD.encode(), base64.b64decode(attrs["s"]), int(attrs["i"]))
-    client_key = hmac.new(salted, b"Client Key", "sha256").digest()
-    final_bare = f"c=biws,r={attrs['r']}"
-    auth = f"{first_bare},{server_first},{final_bare}".encode()
-    signature = hmac.new(hashlib.sha256(client_key).digest(), auth, "sha256").digest()
-    proof = base64.b64encode(bytes(a ^ b for a, b in zip(client_key, signature))).decode()
-    s.sendall(message(b"p", f"{final_bare},p={proof}".encode()))
-    while True:
-        tag, _ = recv_message(s)
-        if tag == b"Z":
-            return s
+from wire_client import login, message, recv_message
 
 
 def error_after(s, payload):

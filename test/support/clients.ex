@@ -36,6 +36,13 @@ defmodule Pglite.TestClients do
     System.cmd("python3", [path | args], env: libpq_env(pg), stderr_to_stdout: true)
   end
 
+  @doc "Runs test/clients/<script>.py against a `Pglite.NativeServer` (trust, as postgres)."
+  def python_on_server(server, script) do
+    path = Path.expand("../clients/#{script}.py", __DIR__)
+    env = [{"PGHOST", server.host}, {"PGPORT", "#{server.port}"}, {"PGUSER", "postgres"}, {"PGDATABASE", "postgres"}]
+    System.cmd("python3", [path], env: env, stderr_to_stdout: true)
+  end
+
   @doc "Runs test/clients/node/<script>.js (node-postgres reads the same PG* variables)."
   def node(pg, script) do
     path = Path.expand("../clients/node/#{script}.js", __DIR__)

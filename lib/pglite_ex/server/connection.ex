@@ -242,7 +242,7 @@ defmodule PgliteEx.Server.Connection do
     state = %{state | risky: TurnEnd.track(messages, state.risky)}
 
     meta = %{
-      rfq: batch.rfq,
+      kinds: batch.kinds,
       open: batch.open,
       prepared: batch.prepared,
       closed: batch.closed,
@@ -275,7 +275,8 @@ defmodule PgliteEx.Server.Connection do
   # canceled it, when it makes exactly one reply: one Query, or extended messages up to
   # one Sync.
   defp cancellable?(messages, batch) do
-    batch.rfq == 1 and not batch.open and match?({tag, _, _} when tag in [?Q, ?S], List.last(messages))
+    Enum.count(batch.kinds, &(&1 in ~c"QSF")) == 1 and not batch.open and
+      match?({tag, _, _} when tag in [?Q, ?S], List.last(messages))
   end
 
   defp canceled(state, code, message) do
@@ -289,7 +290,8 @@ defmodule PgliteEx.Server.Connection do
 
   defp with_deferred(batch, state) do
     payload = [Enum.reverse(state.deferred), Wire.sync(), batch.payload]
-    {%{batch | payload: payload, rfq: batch.rfq + 1, deferrable: false} |> Map.put(:skip, 1), state}
+    kinds = Enum.map(state.deferred, fn _ -> ?P end) ++ [?S | batch.kinds]
+    {%{batch | payload: payload, kinds: kinds, deferrable: false} |> Map.put(:skip, 1), state}
   end
 
   defp defer(batch, messages, state) do

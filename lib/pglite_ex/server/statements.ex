@@ -6,8 +6,9 @@ defmodule PgliteEx.Server.Statements do
   the names of cursors and statements the client made in SQL (`DECLARE`, `PREPARE`),
   which it reaches through the protocol by their SQL names.
 
-  Also reports what a batch of messages means for the turn: how many ReadyForQuery
-  replies it will produce and whether it leaves an extended-protocol sequence open.
+  Also reports what a batch of messages means for the turn: the message types that get
+  replies (`PgliteEx.InFlight.kinds/1`) and whether it leaves an extended-protocol
+  sequence open.
   """
 
   alias PgliteEx.Wire
@@ -15,7 +16,7 @@ defmodule PgliteEx.Server.Statements do
   @typedoc "What a batch does: renamed messages and the notes for `PgliteEx.submit/3`."
   @type batch :: %{
           payload: iodata(),
-          rfq: non_neg_integer(),
+          kinds: [byte()],
           open: boolean(),
           prepared: [String.t()],
           closed: [String.t()],
@@ -34,7 +35,7 @@ defmodule PgliteEx.Server.Statements do
   @spec rewrite([{byte(), binary(), binary()}], pos_integer(), boolean(), MapSet.t()) :: batch()
   def rewrite(messages, id, open, keep \\ MapSet.new()) do
     names = {"c#{id}_", keep}
-    acc = %{payload: [], rfq: 0, open: open, prepared: [], closed: [], deferrable: false}
+    acc = %{payload: [], open: open, prepared: [], closed: [], deferrable: false}
 
     messages
     |> Enum.reduce(acc, fn {tag, body, raw}, acc ->
@@ -42,12 +43,13 @@ defmodule PgliteEx.Server.Statements do
       acc = %{acc | payload: [acc.payload, message]}
 
       cond do
-        tag in [?Q, ?S, ?F] -> %{acc | rfq: acc.rfq + 1, open: false}
+        tag in [?Q, ?S, ?F] -> %{acc | open: false}
         tag in @extended -> %{acc | open: true}
         true -> acc
       end
     end)
     |> Map.put(:deferrable, not open and parse_only?(messages))
+    |> Map.put(:kinds, PgliteEx.InFlight.kinds(messages))
   end
 
   @doc "True for one or more Parse messages followed by a single Sync."

@@ -52,7 +52,7 @@ defmodule PgliteEx.Server.TurnEnd do
   """
   @spec ends_turn?([{byte(), binary(), binary()}], MapSet.t(String.t())) :: boolean()
   def ends_turn?(messages, unsafe) do
-    match?({tag, _, _} when tag in [?Q, ?S], List.last(messages)) and
+    match?({tag, _, _} when tag in [?Q, ?S], List.last(messages)) and synced?(messages) and
       Enum.all?(messages, fn
         {?Q, body, _} -> not risky?(body)
         {?P, body, _} -> not risky?(parse_text(body))
@@ -79,6 +79,17 @@ defmodule PgliteEx.Server.TurnEnd do
   defp starts_like_an_end?(body) do
     case String.trim_leading(body) do
       <<letter, _::binary>> -> letter in ~c"cCeErRaA"
+      _ -> false
+    end
+  end
+
+  # A Sync follows the last extended-protocol message: an error in one makes the
+  # backend skip to the next Sync, Queries included, so without one the next client's
+  # request written behind would be skipped too.
+  defp synced?(messages) do
+    case messages |> Enum.reverse() |> Enum.drop_while(&match?({?Q, _, _}, &1)) do
+      [] -> true
+      [{?S, _, _} | _] -> true
       _ -> false
     end
   end
