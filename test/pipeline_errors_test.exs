@@ -8,7 +8,6 @@ defmodule Pglite.PipelineErrorsTest do
   use ExUnit.Case, async: true
   import ExUnit.CaptureLog
   import Pglite.TestClients
-  alias Pglite.NativeServer
 
   @moduletag timeout: 180_000
 
@@ -17,15 +16,7 @@ defmodule Pglite.PipelineErrorsTest do
     {ours, status} = python(pg, "pipeline_errors")
     assert status == 0, ours
 
-    server = NativeServer.start()
-
-    theirs =
-      try do
-        {theirs, 0} = python_on_server(server, "pipeline_errors")
-        theirs
-      after
-        NativeServer.stop(server)
-      end
+    {theirs, 0} = python_on_a_server("pipeline_errors")
 
     # psycopg may also print a warning when it collects a pipeline: compare the cases.
     ours = cases(ours)

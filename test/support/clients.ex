@@ -36,11 +36,20 @@ defmodule Pglite.TestClients do
     System.cmd("python3", [path | args], env: libpq_env(pg), stderr_to_stdout: true)
   end
 
-  @doc "Runs test/clients/<script>.py against a `Pglite.NativeServer` (trust, as postgres)."
-  def python_on_server(server, script) do
+  @doc """
+  Runs test/clients/<script>.py against a new `Pglite.NativeServer` (trust, as
+  postgres), which is stopped after; returns {output, status}.
+  """
+  def python_on_a_server(script) do
+    server = Pglite.NativeServer.start()
     path = Path.expand("../clients/#{script}.py", __DIR__)
     env = [{"PGHOST", server.host}, {"PGPORT", "#{server.port}"}, {"PGUSER", "postgres"}, {"PGDATABASE", "postgres"}]
-    System.cmd("python3", [path], env: env, stderr_to_stdout: true)
+
+    try do
+      System.cmd("python3", [path], env: env, stderr_to_stdout: true)
+    after
+      Pglite.NativeServer.stop(server)
+    end
   end
 
   @doc "Runs test/clients/node/<script>.js (node-postgres reads the same PG* variables)."

@@ -12,7 +12,7 @@ defmodule PgliteEx.Server.Connection do
   use GenServer, restart: :temporary
   require Logger
 
-  alias PgliteEx.Server.{Scram, Statements, TurnEnd}
+  alias PgliteEx.Server.{Scram, Statements, TurnEnd, Violations}
   alias PgliteEx.{SessionState, Wire}
 
   @ssl_request 80_877_103
@@ -20,7 +20,6 @@ defmodule PgliteEx.Server.Connection do
   @cancel_request 80_877_102
   @protocol_v3 196_608
   @max_startup 10_000
-  @frontend ~c"QPBEDCSHFdcfpX"
 
   defstruct [
     :socket,
@@ -45,7 +44,9 @@ defmodule PgliteEx.Server.Connection do
     risky: MapSet.new(),
     # Cursors and statements this client made in SQL: the protocol uses their names as
     # they are (PgliteEx.Server.Statements).
-    sql_names: MapSet.new()
+    sql_names: MapSet.new(),
+    # In COPY FROM STDIN: only COPY messages may come (PgliteEx.Server.Violations).
+    copy_in: false
   ]
 
   @doc false
@@ -79,6 +80,7 @@ defmodule PgliteEx.Server.Connection do
 
   def handle_info({:pglite_backend, _from, messages}, state) do
     {messages, state} = drop_deferred_replies(messages, state)
+    state = %{state | copy_in: Violations.copy_in_after(messages, state.copy_in)}
 
     case :gen_tcp.send(state.socket, messages) do
       :ok -> {:noreply, state}
@@ -131,16 +133,7 @@ defmodule PgliteEx.Server.Connection do
         {:ok, state}
 
       {:ok, messages, rest} ->
-        state = %{state | buffer: rest}
-
-        case Enum.find(messages, fn {tag, _, _} -> tag not in @frontend end) do
-          nil ->
-            handle_messages(messages, state)
-
-          {tag, _, _} ->
-            fatal(state, "08P01", "invalid frontend message type #{tag}")
-            {:close, state}
-        end
+        handle_messages(messages, %{state | buffer: rest})
 
       {:error, reason} ->
         fatal(state, "08P01", reason)
@@ -226,7 +219,22 @@ defmodule PgliteEx.Server.Connection do
     close_fatal(state, "08P01", "expected a SASL response message")
   end
 
+  # Nothing a server would refuse from this connection reaches the shared backend.
   defp handle_messages(messages, %{phase: :ready} = state) do
+    case Violations.check(messages, state.copy_in) do
+      {:ok, copy_in} ->
+        submit(messages, %{state | copy_in: copy_in})
+
+      {:close, replies} ->
+        Logger.debug("closing client connection: a message its server would refuse")
+        send_bytes(state, replies)
+        {:close, state}
+    end
+  end
+
+  defp handle_messages([], state), do: {:ok, state}
+
+  defp submit(messages, state) do
     {messages, terminate?} =
       case Enum.split_while(messages, fn {tag, _, _} -> tag != ?X end) do
         {before, []} -> {before, false}
@@ -268,8 +276,6 @@ defmodule PgliteEx.Server.Connection do
   catch
     :exit, _ -> backend_lost(state)
   end
-
-  defp handle_messages([], state), do: {:ok, state}
 
   # A payload still waiting for its turn can be answered here, as if the backend had
   # canceled it, when it makes exactly one reply: one Query, or extended messages up to

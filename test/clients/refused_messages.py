@@ -1,0 +1,54 @@
+"""Messages a server refuses from a connection: the sender gets the server's error and
+is closed, alone; a canary client beside it goes on, and its table is still there.
+The same script runs against a PostgreSQL server; the test compares the transcripts."""
+import struct
+
+import psycopg
+
+from wire_client import fields, login, message, recv_message
+
+
+def outcome(s):
+    """What the server says, up to its closing the connection."""
+    said = []
+    s.settimeout(3)
+    while True:
+        try:
+            tag, body = recv_message(s)
+        except ConnectionResetError:  # a server closes without reading the rest
+            tag = None
+        except TimeoutError:
+            return " ".join(said) + " still open"
+        if tag is None:
+            return " ".join(said) + " closed"
+        if tag == b"E":
+            f = fields(body)
+            said.append(f"{f['S']} {f['C']}")
+        elif tag == b"Z":
+            said.append("Z")
+
+
+canary = psycopg.connect(autocommit=True)
+canary.execute("DROP TABLE IF EXISTS kept")
+canary.execute("CREATE TABLE kept (v int)")
+canary.execute("INSERT INTO kept VALUES (1)")
+
+cases = {
+    "password message after authentication": message(b"p", b"secret\0"),
+    "unknown message type": message(b"?"),
+    "Describe longer than the small-message limit": message(b"D", b"S" + b"x" * 20000 + b"\0"),
+    "Execute longer than the small-message limit": message(b"E", b"x" * 20000 + b"\0" + struct.pack(">I", 0)),
+    "Sync with a body, then a Query": message(b"S", b"xx") + message(b"Q", b"SELECT 42\0"),
+    "Flush with a body": message(b"H", b"x"),
+}
+for name, payload in cases.items():
+    s = login()
+    s.sendall(payload)
+    print(f"{name}: {outcome(s)}; canary {canary.execute('SELECT count(*) FROM kept').fetchone()[0]}")
+
+s = login()
+s.sendall(message(b"Q", b"COPY kept FROM STDIN\0"))
+print("COPY started:", recv_message(s)[0].decode())
+s.sendall(message(b"d", b"2\n") + message(b"Q", b"SELECT 42\0"))
+print(f"Query during COPY FROM STDIN: {outcome(s)}; canary {canary.execute('SELECT count(*) FROM kept').fetchone()[0]}")
+print("canary still works:", canary.execute("SELECT 'yes'").fetchone()[0])

@@ -1,0 +1,37 @@
+defmodule Pglite.RefusedMessagesTest do
+  @moduledoc """
+  A message a server refuses from a connection (a password message after
+  authentication, a message over the small-message limit, a malformed one, a Query
+  during COPY FROM STDIN) never reaches the shared backend: its sender alone gets the
+  server's error and is closed; the other clients and the data are untouched.
+  """
+  use ExUnit.Case, async: true
+  import Pglite.TestClients
+
+  @moduletag timeout: 180_000
+
+  test "a message a server refuses (password after authentication, too long, malformed, a Query during COPY) closes its sender alone, with the server's error" do
+    {:ok, pg} = Pglite.start_link()
+    {ours, status} = python(pg, "refused_messages")
+    assert status == 0, ours
+    {theirs, 0} = python_on_a_server("refused_messages")
+
+    ours = String.split(ours, "\n", trim: true)
+    theirs = String.split(theirs, "\n", trim: true)
+    assert length(ours) == 9, Enum.join(ours, "\n")
+
+    # The same words as the server, the connection closed, the canary untouched.
+    for prefix <- ["password message", "unknown message type", "COPY started", "Query during COPY", "canary still works"] do
+      assert Enum.find(ours, &String.starts_with?(&1, prefix)) == Enum.find(theirs, &String.starts_with?(&1, prefix))
+    end
+
+    # A server closes a too-long message's connection without a word (it logs why), and
+    # answers a Sync or Flush with a body with an ERROR and goes on: here the connection
+    # is closed with a FATAL that says why (README, Limits).
+    for prefix <- ["Describe longer", "Execute longer", "Sync with a body", "Flush with a body"] do
+      assert Enum.find(ours, &String.starts_with?(&1, prefix)) =~ ": FATAL 08P01 closed; canary 1"
+    end
+
+    assert {"1\n", 0} = psql(pg, "SELECT count(*) FROM kept")
+  end
+end
