@@ -1,11 +1,12 @@
 """Messages a server refuses from a connection: the sender gets the server's error and
 is closed, alone; a canary client beside it goes on, and its table is still there.
 The same script runs against a PostgreSQL server; the test compares the transcripts."""
+import socket
 import struct
 
 import psycopg
 
-from wire_client import fields, login, message, recv_message
+from wire_client import DB, PATH, USER, fields, login, message, recv_message
 
 
 def outcome(s):
@@ -45,6 +46,15 @@ for name, payload in cases.items():
     s = login()
     s.sendall(payload)
     print(f"{name}: {outcome(s)}; canary {canary.execute('SELECT count(*) FROM kept').fetchone()[0]}")
+
+# Before authentication: a password message announced at 1 GiB is refused at once.
+s = socket.socket(socket.AF_UNIX)
+s.connect(PATH)
+params = f"user\0{USER}\0database\0{DB}\0\0".encode()
+s.sendall(struct.pack(">II", len(params) + 8, 196608) + params)
+recv_message(s)
+s.sendall(b"p" + struct.pack(">I", 1 << 30) + b"x" * 1000)
+print(f"huge password message: {outcome(s)}")
 
 s = login()
 s.sendall(message(b"Q", b"COPY kept FROM STDIN\0"))

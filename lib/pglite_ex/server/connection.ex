@@ -4,7 +4,8 @@ defmodule PgliteEx.Server.Connection do
   SCRAM-SHA-256), then whole frontend messages passed to the shared backend through
   `PgliteEx.submit/3` and the backend's replies written back.
 
-  A client that breaks the protocol gets a FATAL ErrorResponse and is closed alone, as
+  A client that breaks the protocol, or sends what its server would refuse
+  (`PgliteEx.Server.Violations`), gets the server's error and is closed alone, as
   is one that `PgliteEx` disconnects (`{:pglite_kick, ...}`, e.g. after holding the
   backend idle too long). A CancelRequest connection passes its pid and key to
   `PgliteEx.cancel/3` and is closed, as on a server.
@@ -20,6 +21,7 @@ defmodule PgliteEx.Server.Connection do
   @cancel_request 80_877_102
   @protocol_v3 196_608
   @max_startup 10_000
+  @max_auth_message 65_535 + 4
 
   defstruct [
     :socket,
@@ -126,6 +128,14 @@ defmodule PgliteEx.Server.Connection do
   defp process(%{phase: :startup} = state), do: {:ok, state}
 
   ## Tagged phases
+
+  # Before authentication a message is at most PG_MAX_AUTH_TOKEN_LENGTH, as on a server:
+  # an unauthenticated client cannot make the front end gather a huge one.
+  defp process(%{phase: phase, buffer: <<?p, len::32, _::binary>>} = state)
+       when phase in [:sasl_initial, :sasl_final] and len > @max_auth_message do
+    fatal(state, "08P01", "invalid message length")
+    {:close, state}
+  end
 
   defp process(state) do
     case Wire.split(state.buffer) do
