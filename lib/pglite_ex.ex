@@ -168,11 +168,16 @@ defmodule PgliteEx do
 
   A `deferrable` payload (only Parse messages and a Sync) is not queued while another
   client holds the backend: the answer is `:deferred`, and the caller acknowledges the
-  Parse itself and sends it ahead of its next payload. Clients such as pgbench prepare
+  Parse itself and sends it ahead of its next payload.
+
+  A payload that needs no backend is not run: from a client with nothing in the
+  backend (idle, outside a transaction), one whose only answered message is a Sync
+  returns `:idle` (the caller answers ReadyForQuery `I`, as the server would), and one
+  with no answered message (Flush, COPY messages outside COPY) returns `:ok`. Clients such as pgbench prepare
   synchronously on a thread that also serves other connections, one of which may hold
   the backend in a transaction; waiting there would deadlock.
   """
-  @spec submit(GenServer.server(), iodata(), meta()) :: :ok | :deferred | refusal() | {:error, term()}
+  @spec submit(GenServer.server(), iodata(), meta()) :: :ok | :idle | :deferred | refusal() | {:error, term()}
   def submit(server, payload, meta), do: GenServer.call(server, {:submit, payload, meta}, :infinity)
 
   @doc "A CancelRequest: cancels what client `id` runs or waits for, if `secret` matches."
@@ -234,6 +239,12 @@ defmodule PgliteEx do
       state.holder == {:client, pid} and state.ahead == nil ->
         # Activity: the holder's idle time starts again.
         {:reply, :ok, state |> stop_idle_timer() |> write(payload, meta) |> maybe_ahead() |> arm_timers()}
+
+      # Nothing in the backend is this client's: it is idle, outside a transaction. A
+      # server ignores Flush and stray COPY messages there and answers a Sync (a
+      # DBConnection ping) with ReadyForQuery 'I' alone: so does the front end, at once.
+      meta.kinds in [[], ~c"S"] and not in_port?(state, pid) ->
+        {:reply, if(meta.kinds == [], do: :ok, else: :idle), state}
 
       # The backend is free, nobody waits and nothing is to be done first: its turn now.
       free?(state) and settings_in_place?(state, pid) ->

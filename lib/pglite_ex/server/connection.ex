@@ -278,6 +278,7 @@ defmodule PgliteEx.Server.Connection do
     case result do
       :ok when terminate? -> {:close, state}
       :ok -> {:ok, %{state | open: batch.open, deferred: [], skip_ready: state.skip_ready + batch.skip}}
+      :idle -> {:ok, idle_ready(state)}
       :deferred -> {:ok, defer(batch, messages, state)}
       {:canceled, code, message} -> {:ok, canceled(state, code, message)}
       {:error, {:fatal, code, message}} -> close_fatal(state, code, message)
@@ -293,6 +294,12 @@ defmodule PgliteEx.Server.Connection do
   defp cancellable?(messages, batch) do
     Enum.count(batch.kinds, &(&1 in ~c"QSF")) == 1 and not batch.open and
       match?({tag, _, _} when tag in [?Q, ?S], List.last(messages))
+  end
+
+  # What a server answers a Sync with when the client is idle outside a transaction.
+  defp idle_ready(state) do
+    send_bytes(state, Wire.ready_for_query(?I))
+    state
   end
 
   defp canceled(state, code, message) do
