@@ -66,7 +66,7 @@ defmodule PgliteEx do
   use GenServer
   require Logger
 
-  alias PgliteEx.{InFlight, KeepAwake, PortProcess, SessionState, Timeouts, Wire}
+  alias PgliteEx.{InFlight, KeepAwake, MessageBuffer, PortProcess, SessionState, Timeouts, Wire}
 
   @typedoc "What a client says about a payload it submits."
   @type meta :: %{
@@ -105,7 +105,8 @@ defmodule PgliteEx do
     poked: false,
     # The backend's ParameterStatus values at start-up, for new clients.
     parameters: [],
-    buffer: "",
+    # The port's bytes not yet a whole message (PgliteEx.MessageBuffer).
+    incoming: MessageBuffer.new(),
     status: ?I,
     # What the backend owes the holder (PgliteEx.InFlight).
     in_flight: InFlight.new(),
@@ -282,11 +283,18 @@ defmodule PgliteEx do
 
   def handle_info({port, {:data, frame}}, %{process: %{port: port}} = state) do
     state = end_busy_wait(state)
-    {:ok, messages, rest} = Wire.split(state.buffer <> frame)
-    {notifications, messages} = Enum.split_with(messages, &match?({?A, _, _}, &1))
-    notify(state, notifications)
-    state = route(messages, %{state | buffer: rest}, [])
-    {:noreply, state |> maybe_release() |> arm_timers()}
+
+    case MessageBuffer.add(state.incoming, frame) do
+      {:wait, incoming} ->
+        {:noreply, %{state | incoming: incoming}}
+
+      {:ready, bytes, _} ->
+        {:ok, messages, rest} = Wire.split(bytes)
+        {notifications, messages} = Enum.split_with(messages, &match?({?A, _, _}, &1))
+        notify(state, notifications)
+        state = route(messages, %{state | incoming: MessageBuffer.keep(rest, 1)}, [])
+        {:noreply, state |> maybe_release() |> arm_timers()}
+    end
   end
 
   def handle_info({port, {:exit_status, status}}, %{process: %{port: port}} = state), do: port_died(state, status)
@@ -973,7 +981,7 @@ defmodule PgliteEx do
       | queue: :queue.new(),
         chores: [],
         clients: %{},
-        buffer: "",
+        incoming: MessageBuffer.new(),
         status: ?I,
         in_flight: InFlight.new(),
         open: false,

@@ -14,7 +14,7 @@ defmodule PgliteEx.Server.Connection do
   require Logger
 
   alias PgliteEx.Server.{Scram, Statements, TurnEnd, Violations}
-  alias PgliteEx.{SessionState, Wire}
+  alias PgliteEx.{MessageBuffer, SessionState, Wire}
 
   @ssl_request 80_877_103
   @gss_request 80_877_104
@@ -36,6 +36,9 @@ defmodule PgliteEx.Server.Connection do
     # Settings asked for in the StartupMessage.
     settings: %{},
     phase: :startup,
+    # Bytes read and not yet a whole message (PgliteEx.MessageBuffer); `buffer` holds
+    # them joined while they are split into messages.
+    incoming: MessageBuffer.new(),
     buffer: "",
     open: false,
     # Parse messages acknowledged here while the backend was busy (see PgliteEx.submit/3),
@@ -52,7 +55,8 @@ defmodule PgliteEx.Server.Connection do
   ]
 
   @doc false
-  def start_link({socket, instance}), do: GenServer.start_link(__MODULE__, {socket, instance})
+  def start_link({socket, {instance, authentication_timeout}}),
+    do: GenServer.start_link(__MODULE__, {socket, instance, authentication_timeout})
 
   @doc "Hands the accepted socket to the connection process and starts reading."
   @spec hand_over(pid(), port()) :: :ok | {:error, term()}
@@ -61,16 +65,30 @@ defmodule PgliteEx.Server.Connection do
   end
 
   @impl true
-  def init({socket, instance}) do
+  def init({socket, instance, authentication_timeout}) do
+    # As a server's authentication_timeout: a client that never finishes logging in
+    # holds nothing for long.
+    if authentication_timeout, do: Process.send_after(self(), :authentication_timeout, authentication_timeout)
     {:ok, %__MODULE__{socket: socket, instance: instance, secret: :crypto.strong_rand_bytes(4)}}
   end
 
   @impl true
   def handle_info(:socket_ready, state), do: {:noreply, activate(state)}
 
+  def handle_info(:authentication_timeout, %{phase: :ready} = state), do: {:noreply, state}
+
+  def handle_info(:authentication_timeout, state) do
+    Logger.debug("closing a client that did not log in in time")
+    stop(close_fatal(state, "57014", "canceling authentication due to timeout"))
+  end
+
   def handle_info({:tcp, _socket, data}, state) do
-    case process(%{state | buffer: state.buffer <> data}) do
-      {:ok, state} -> {:noreply, state}
+    with {:ready, bytes, _} <- MessageBuffer.add(state.incoming, data),
+         {:ok, state} <- process(%{state | buffer: bytes}) do
+      header_at = if state.phase == :startup, do: 0, else: 1
+      {:noreply, %{state | buffer: "", incoming: MessageBuffer.keep(state.buffer, header_at)}}
+    else
+      {:wait, incoming} -> {:noreply, %{state | incoming: incoming}}
       {:close, state} -> {:stop, :normal, state}
     end
   end
