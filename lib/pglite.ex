@@ -37,6 +37,9 @@ defmodule Pglite do
       a transaction, in COPY, mid extended-protocol sequence) while other clients wait;
       then it is disconnected with FATAL 25P03 and the others go on (default 10_000;
       `0` = never)
+    * `:authentication_timeout` - ms a new client may take to log in (start-up packet
+      and SCRAM exchange) before it is closed with FATAL 57014, as a server's
+      `authentication_timeout` (default 60_000)
     * `:busy_wait_us` - µs at most that one BEAM scheduler stays busy (yielding) while
       the request of a client alone with the backend (it sent the one before too, or
       it is inside its transaction) is in the port, so the reply is seen at once

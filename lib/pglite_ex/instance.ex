@@ -48,7 +48,7 @@ defmodule PgliteEx.Instance do
         {PgliteEx.Instance.Info, Map.merge(opts, %{socket_dir: socket_dir, own_dir: is_nil(opts.socket_dir)})},
         %{id: :backend, start: {PgliteEx, :start_link, [backend]}},
         {DynamicSupervisor, strategy: :one_for_one}
-      ] ++ Enum.map(listeners, &{Listener, endpoint: &1, instance: self()})
+      ] ++ Enum.map(listeners, &{Listener, endpoint: &1, instance: self(), authentication_timeout: opts.authentication_timeout})
 
     Supervisor.init(children, strategy: :one_for_one, max_restarts: 5, max_seconds: 10)
   end

@@ -21,6 +21,7 @@ defmodule PgliteEx.Options do
           port: 1..65535,
           env: [{String.t(), String.t()}],
           idle_in_transaction_timeout: non_neg_integer(),
+          authentication_timeout: pos_integer(),
           busy_wait_us: 0..100_000
         }
 
@@ -38,6 +39,7 @@ defmodule PgliteEx.Options do
     port: 5432,
     env: [],
     idle_in_transaction_timeout: 10_000,
+    authentication_timeout: 60_000,
     busy_wait_us: 1_000
   }
 
@@ -94,6 +96,7 @@ defmodule PgliteEx.Options do
   defp check(:memory, v) when is_boolean(v), do: :ok
   defp check(:timeout, v) when is_integer(v) and v > 0, do: :ok
   defp check(:idle_in_transaction_timeout, v) when is_integer(v) and v >= 0, do: :ok
+  defp check(:authentication_timeout, v) when is_integer(v) and v > 0, do: :ok
   defp check(:busy_wait_us, v) when is_integer(v) and v in 0..100_000, do: :ok
   defp check(:name, nil), do: :ok
   defp check(:name, v) when is_atom(v), do: :ok

@@ -14,7 +14,10 @@ defmodule PgliteEx.Server.Listener do
     %{id: {__MODULE__, opts[:endpoint]}, start: {__MODULE__, :start_link, [opts]}}
   end
 
-  @doc "Options: `endpoint: {:unix, path} | {:tcp, port}`, `instance:` (supervisor pid)."
+  @doc """
+  Options: `endpoint: {:unix, path} | {:tcp, port}`, `instance:` (supervisor pid),
+  `authentication_timeout:` (ms each client has to log in).
+  """
   @spec start_link(keyword()) :: GenServer.on_start()
   def start_link(opts), do: GenServer.start_link(__MODULE__, opts)
 
@@ -37,7 +40,7 @@ defmodule PgliteEx.Server.Listener do
     case listen do
       {:ok, socket} ->
         me = self()
-        acceptor = spawn_link(fn -> accept_loop(socket, opts[:instance], me) end)
+        acceptor = spawn_link(fn -> accept_loop(socket, {opts[:instance], opts[:authentication_timeout]}, me) end)
         {:ok, %{socket: socket, endpoint: endpoint, acceptor: acceptor}}
 
       {:error, reason} ->
@@ -68,17 +71,17 @@ defmodule PgliteEx.Server.Listener do
     :ok
   end
 
-  defp accept_loop(socket, instance, listener) do
+  defp accept_loop(socket, {instance, _} = client_opts, listener) do
     case :gen_tcp.accept(socket) do
       {:ok, client} ->
         if match?({:ok, {{127, _, _, _}, _}}, :inet.peername(client)), do: :inet.setopts(client, nodelay: true)
 
-        case DynamicSupervisor.start_child(PgliteEx.Instance.connections(instance), {Connection, {client, instance}}) do
+        case DynamicSupervisor.start_child(PgliteEx.Instance.connections(instance), {Connection, {client, client_opts}}) do
           {:ok, pid} -> Connection.hand_over(pid, client)
           {:error, reason} -> Logger.error("could not start a connection: #{inspect(reason)}") && :gen_tcp.close(client)
         end
 
-        accept_loop(socket, instance, listener)
+        accept_loop(socket, client_opts, listener)
 
       {:error, :closed} ->
         exit(:normal)
