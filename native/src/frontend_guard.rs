@@ -8,9 +8,11 @@ const MAX_MESSAGE_LEN: usize = (1 << 30) - 1;
 /// What to do with one stdin frame.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Verdict {
-    /// Pass the first `forward` bytes to the backend; if `terminate`, a Terminate
-    /// message followed them and the session should end cleanly.
-    Forward { forward: usize, terminate: bool },
+    /// Pass `held` (the start of a message header from earlier frames), then the first
+    /// `forward` bytes of the frame, to the backend; if `terminate`, a Terminate
+    /// message followed them and the session should end cleanly. A header the frame
+    /// ends inside is held back until it is whole and checked.
+    Forward { held: Vec<u8>, forward: usize, terminate: bool },
     /// Drop the whole frame and answer with an 08P01 ErrorResponse.
     Reject(String),
     /// A CancelRequest packet, alone in its frame between messages: cancel the request
@@ -34,6 +36,8 @@ pub const IDLE_REPLY: &[u8] = b"\0pglite:idle";
 
 /// Message boundaries carried from one frame to the next, so a frame may end (and the
 /// next begin) in the middle of a message, as a COPY stream split over frames does.
+/// The bytes of a header cut by a frame's end are not forwarded until the header is
+/// whole and checked: PostgreSQL ends the session on a bad type byte it has read.
 #[derive(Debug, Default, Clone)]
 pub struct FrontendGuard {
     header: Vec<u8>,
@@ -50,6 +54,7 @@ impl FrontendGuard {
         if between_messages && frame == IDLE_PROBE {
             return Verdict::Probe;
         }
+        let held = self.header.clone();
         let mut next = self.clone();
         let mut pos = 0;
         while pos < frame.len() {
@@ -59,26 +64,34 @@ impl FrontendGuard {
                 pos += take;
                 continue;
             }
+            let started = pos;
             let take = (5 - next.header.len()).min(frame.len() - pos);
             next.header.extend_from_slice(&frame[pos..pos + take]);
             pos += take;
             if next.header.len() < 5 {
-                break;
+                // Held back: forwarded with the frame that completes it.
+                *self = next;
+                let held = if started == 0 { Vec::new() } else { held };
+                return Verdict::Forward { held, forward: started, terminate: false };
             }
             let tag = next.header[0];
             let len = u32::from_be_bytes([next.header[1], next.header[2], next.header[3], next.header[4]]) as usize;
             if let Err(reason) = check_header(tag, len) {
+                // The frame and any header start held for it are dropped.
+                self.header.clear();
                 return Verdict::Reject(reason);
             }
             next.header.clear();
             next.body_left = len - 4;
             if tag == b'X' {
+                // Only what came before the Terminate: none of its header is forwarded.
                 *self = next;
-                return Verdict::Forward { forward: pos - 5, terminate: true };
+                let (held, forward) = if started == 0 && !held.is_empty() { (Vec::new(), 0) } else { (held, started) };
+                return Verdict::Forward { held, forward, terminate: true };
             }
         }
         *self = next;
-        Verdict::Forward { forward: frame.len(), terminate: false }
+        Verdict::Forward { held, forward: frame.len(), terminate: false }
     }
 }
 
@@ -99,22 +112,57 @@ mod tests {
     use super::*;
     use crate::wire::{message, query};
 
+    fn forward(forward: usize) -> Verdict {
+        Verdict::Forward { held: Vec::new(), forward, terminate: false }
+    }
+
     #[test]
     fn whole_messages_pass() {
         let mut g = FrontendGuard::default();
         let mut f = query("SELECT 1");
         f.extend(message(b'S', b""));
-        assert_eq!(g.inspect(&f), Verdict::Forward { forward: f.len(), terminate: false });
+        assert_eq!(g.inspect(&f), forward(f.len()));
     }
 
     #[test]
     fn messages_may_span_frames() {
         let mut g = FrontendGuard::default();
         let copy = message(b'd', b"1\t2\n");
-        let (a, b) = copy.split_at(3);
-        assert_eq!(g.inspect(a), Verdict::Forward { forward: 3, terminate: false });
-        assert_eq!(g.inspect(b), Verdict::Forward { forward: b.len(), terminate: false });
+        let (a, b) = copy.split_at(7);
+        assert_eq!(g.inspect(a), forward(7));
+        assert_eq!(g.inspect(b), forward(b.len()));
         assert!(matches!(g.inspect(&query("x")), Verdict::Forward { .. }));
+    }
+
+    #[test]
+    fn a_header_cut_by_a_frame_end_is_held_until_it_is_whole() {
+        let mut g = FrontendGuard::default();
+        let q = query("SELECT 1");
+        let mut first = message(b'S', b"");
+        first.extend(&q[..3]);
+        assert_eq!(g.inspect(&first), forward(5));
+        assert_eq!(g.inspect(&q[3..4]), forward(0));
+        assert_eq!(g.inspect(&q[4..]), Verdict::Forward { held: q[..4].to_vec(), forward: q.len() - 4, terminate: false });
+    }
+
+    #[test]
+    fn a_bad_type_byte_in_a_short_frame_never_reaches_the_backend() {
+        let mut g = FrontendGuard::default();
+        assert_eq!(g.inspect(b"ab"), forward(0));
+        assert!(matches!(g.inspect(&query("SELECT 1")), Verdict::Reject(_)));
+        // Both dropped: the next message starts afresh.
+        let q = query("SELECT 2");
+        assert_eq!(g.inspect(&q), forward(q.len()));
+    }
+
+    #[test]
+    fn a_terminate_split_over_frames_forwards_none_of_it() {
+        let mut g = FrontendGuard::default();
+        let q = query("SELECT 1");
+        let mut first = q.clone();
+        first.push(b'X');
+        assert_eq!(g.inspect(&first), forward(q.len()));
+        assert_eq!(g.inspect(&[0, 0, 0, 4]), Verdict::Forward { held: Vec::new(), forward: 0, terminate: true });
     }
 
     #[test]
@@ -125,7 +173,7 @@ mod tests {
         assert!(matches!(g.inspect(&[b'S', 0, 0, 0, 9, 0, 0, 0, 0, 0]), Verdict::Reject(_)));
         assert!(matches!(g.inspect(&[b'Q', 0x7f, 0xff, 0xff, 0xff]), Verdict::Reject(_)));
         let q = query("SELECT 1");
-        assert_eq!(g.inspect(&q), Verdict::Forward { forward: q.len(), terminate: false });
+        assert_eq!(g.inspect(&q), forward(q.len()));
     }
 
     #[test]
@@ -137,7 +185,7 @@ mod tests {
         // Inside a message (here a CopyData body) the same bytes are data.
         let copy = message(b'd', &[0u8; 20]);
         assert!(matches!(g.inspect(&copy[..9]), Verdict::Forward { .. }));
-        assert_eq!(g.inspect(&cancel), Verdict::Forward { forward: 16, terminate: false });
+        assert_eq!(g.inspect(&cancel), forward(16));
     }
 
     #[test]
@@ -146,7 +194,7 @@ mod tests {
         assert_eq!(g.inspect(&IDLE_PROBE), Verdict::Probe);
         let copy = message(b'd', &[0u8; 8]);
         assert!(matches!(g.inspect(&copy[..5]), Verdict::Forward { .. }));
-        assert_eq!(g.inspect(&IDLE_PROBE), Verdict::Forward { forward: 8, terminate: false });
+        assert_eq!(g.inspect(&IDLE_PROBE), forward(8));
     }
 
     #[test]
@@ -155,6 +203,6 @@ mod tests {
         let mut f = query("SELECT 1");
         let n = f.len();
         f.extend(message(b'X', b""));
-        assert_eq!(g.inspect(&f), Verdict::Forward { forward: n, terminate: true });
+        assert_eq!(g.inspect(&f), Verdict::Forward { held: Vec::new(), forward: n, terminate: true });
     }
 }

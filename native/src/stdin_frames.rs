@@ -202,17 +202,16 @@ impl Reader {
                 }
                 // Not numbered, like a cancel: the front end numbers only what it submits.
                 Verdict::Probe => Input::Probe,
-                Verdict::Forward { terminate: false, .. } if frame.is_empty() => {
-                    self.number();
-                    return Vec::new();
-                }
-                Verdict::Forward { terminate: false, .. } => Input::Data(frame, self.number()),
-                Verdict::Forward { forward, terminate: true } => {
+                Verdict::Forward { held, forward, terminate } => {
                     frame.truncate(forward);
-                    self.ended = true;
+                    if !held.is_empty() {
+                        frame.splice(0..0, held);
+                    }
                     let number = self.number();
                     let data = (!frame.is_empty()).then(|| Input::Data(frame, number));
-                    return data.into_iter().chain([Input::End(EndReason::Terminate)]).collect();
+                    self.ended = terminate;
+                    let end = terminate.then_some(Input::End(EndReason::Terminate));
+                    return data.into_iter().chain(end).collect();
                 }
                 Verdict::Reject(reason) => {
                     self.number();

@@ -282,6 +282,29 @@ fn malformed_frames_get_08p01_and_the_port_keeps_serving() {
     assert_eq!(port.finish().0, 0);
 }
 
+/// Frames shorter than a message header: a bad type byte in one never reaches the
+/// backend (it would end the session), and a good header split over frames still
+/// carries its message.
+#[test]
+fn headers_split_over_short_frames_are_checked_before_the_backend_reads_them() {
+    let (mut port, _) = Port::ready("memory://");
+    port.send(b"ab");
+    port.send(&query("SELECT 1"));
+    let reply = port.until_ready();
+    assert_eq!(error_of(&reply).0.as_deref(), Some("08P01"), "{}", tags(&reply));
+
+    let q = query("SELECT 42");
+    for piece in q.chunks(2) {
+        port.send(piece);
+    }
+    assert_eq!(port.until_ready().iter().filter(|m| m.tag == b'D').count(), 1);
+
+    // A Terminate split over two frames ends the session cleanly.
+    port.send(b"X");
+    port.send(&[0, 0, 0, 4]);
+    assert_eq!(port.wait().0, 0);
+}
+
 #[test]
 fn oversized_frame_length_exits_2_with_a_message() {
     let (mut port, _) = Port::ready("memory://");
