@@ -93,6 +93,7 @@ defmodule PgliteEx do
   # The last messages of a turn, kept to explain a wedge.
   @history 64
   @idle_reply <<0, "pglite:idle">>
+  @checked_max 100
 
   defstruct [
     :process,
@@ -105,6 +106,9 @@ defmodule PgliteEx do
     poked: false,
     # The backend's ParameterStatus values at start-up, for new clients.
     parameters: [],
+    # Start-up settings the backend accepted, with the values it reported for them: a
+    # pool's next connections with the same settings need no turn.
+    checked: %{},
     # The port's bytes not yet a whole message (PgliteEx.MessageBuffer).
     incoming: MessageBuffer.new(),
     status: ?I,
@@ -155,11 +159,15 @@ defmodule PgliteEx do
   @doc """
   Registers the calling client with its cancel secret and the settings of its
   StartupMessage. Returns its id (the pid of its BackendKeyData) and the ParameterStatus
-  values to report.
+  values to report. Settings other than a plain `application_name` are put in place by
+  the backend first, in turn, as a server does at start-up: the values reported are
+  the backend's (`ISO, DMY` for `iso,dmy`, `UTF8` for `utf8`), and an invalid one is
+  the FATAL error a server would answer. The answer is kept for the next client with
+  the same settings, which then waits for nothing.
   """
   @spec register(GenServer.server(), non_neg_integer(), SessionState.settings()) ::
-          {:ok, pos_integer(), [{String.t(), String.t()}]}
-  def register(server, secret, settings), do: GenServer.call(server, {:register, secret, settings})
+          {:ok, pos_integer(), [{String.t(), String.t()}]} | {:error, {:fatal, String.t(), String.t()}}
+  def register(server, secret, settings), do: GenServer.call(server, {:register, secret, settings}, :infinity)
 
   @doc """
   Sends whole frontend messages to the backend once the caller holds it (waiting in
@@ -213,7 +221,7 @@ defmodule PgliteEx do
   ## Calls
 
   @impl true
-  def handle_call({:register, secret, settings}, {pid, _}, state) do
+  def handle_call({:register, secret, settings}, {pid, _} = from, state) do
     id = state.next_id
 
     client = %{
@@ -228,7 +236,12 @@ defmodule PgliteEx do
     }
 
     state = %{state | clients: Map.put(state.clients, pid, client), next_id: id + 1}
-    {:reply, {:ok, id, reported(state, settings)}, state}
+
+    cond do
+      SessionState.reported_as_given?(settings) -> {:reply, {:ok, id, reported(state, settings)}, state}
+      Map.has_key?(state.checked, settings) -> {:reply, {:ok, id, state.checked[settings]}, state}
+      true -> {:noreply, state |> enqueue({:register, from, pid}) |> next() |> arm_timers()}
+    end
   end
 
   def handle_call(:os_pid, _from, state), do: {:reply, state.process && state.process.os_pid, state}
@@ -510,6 +523,9 @@ defmodule PgliteEx do
           run_chore(%{state | queue: :queue.in_r(item, queue)}, {:apply, settings, pid})
         end
 
+      {{:value, {:register, from, pid}}, queue} ->
+        run_chore(%{state | queue: queue}, {:register, from, pid})
+
       {{:value, {:query, from, sql} = item}, queue} ->
         if state.applied == %{} do
           run_chore(%{state | queue: queue}, {:query, from, sql})
@@ -600,6 +616,9 @@ defmodule PgliteEx do
   end
 
   defp chore_payload({:apply, settings, _}, _state), do: {Wire.query(SessionState.restore_sql(settings)), ~c"Q"}
+
+  defp chore_payload({:register, _from, pid}, state),
+    do: {Wire.query(SessionState.restore_sql(state.clients[pid][:settings] || %{})), ~c"Q"}
   defp chore_payload({:capture, _}, _state), do: {Wire.query(SessionState.capture_sql()), ~c"Q"}
   defp chore_payload({:query, _, sql}, _state), do: {Wire.query(sql), ~c"Q"}
   defp chore_payload({:sql, nil}, _state), do: nil
@@ -632,6 +651,27 @@ defmodule PgliteEx do
         fields = Wire.fields(body)
         state = %{state | applied: :unknown}
         if pid, do: kick(state, pid, fields[?C] || "22023", fields[?M] || "invalid setting"), else: state
+    end
+  end
+
+  # set_config returns each setting's value as the backend holds it: what a server
+  # reports for what a client asked at start-up.
+  defp chore_done(state, {:register, from, pid}, messages) do
+    settings = state.clients[pid][:settings] || %{}
+
+    case Enum.find(messages, &match?({?E, _}, &1)) do
+      nil ->
+        values = for({?D, body} <- messages, do: Wire.data_row(body)) |> List.first([])
+        held = Enum.zip(settings |> Enum.sort() |> Enum.map(&elem(&1, 0)), values) |> Map.new()
+        reported = reported(state, held)
+        GenServer.reply(from, {:ok, state.clients[pid][:id], reported})
+        checked = if map_size(state.checked) < @checked_max, do: state.checked, else: %{}
+        %{state | applied: settings, checked: Map.put(checked, settings, reported)}
+
+      {?E, body} ->
+        fields = Wire.fields(body)
+        GenServer.reply(from, {:error, {:fatal, fields[?C] || "22023", fields[?M] || "invalid setting"}})
+        %{state | applied: :unknown}
     end
   end
 
@@ -961,6 +1001,9 @@ defmodule PgliteEx do
 
         {:query, from, _} ->
           GenServer.reply(from, {:error, {:backend_down, reason}})
+
+        {:register, from, _} ->
+          GenServer.reply(from, {:error, {:fatal, "57P01", "terminating connection because #{reason}"}})
       end
     end
 

@@ -176,6 +176,19 @@ defmodule PgliteEx.SessionState do
   defp relation(_), do: :table
 
   @doc """
+  Whether a server would report `settings` exactly as given, so the backend need not
+  be asked: none, or only an `application_name` of printable ASCII that fits a name
+  (a server replaces other bytes with `?` and cuts it at 63).
+  """
+  @spec reported_as_given?(settings()) :: boolean()
+  def reported_as_given?(settings) when map_size(settings) == 0, do: true
+
+  def reported_as_given?(%{"application_name" => name} = settings) when map_size(settings) == 1,
+    do: byte_size(name) < 64 and String.match?(name, ~r/\A[\x20-\x7e]*\z/)
+
+  def reported_as_given?(_settings), do: false
+
+  @doc """
   Puts `settings` in place of whatever the session had: RESET ALL (and the role, which
   RESET ALL leaves alone), then each setting with `set_config`.
   """

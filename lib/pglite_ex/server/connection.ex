@@ -358,16 +358,24 @@ defmodule PgliteEx.Server.Connection do
   defp ready(rest, state) do
     backend = PgliteEx.Instance.backend(state.instance)
     Process.monitor(backend)
-    {:ok, id, parameters} = PgliteEx.register(backend, :binary.decode_unsigned(state.secret), state.settings)
 
-    send_bytes(state, [
-      Wire.authentication(0),
-      Enum.map(parameters, fn {k, v} -> Wire.parameter_status(k, v) end),
-      Wire.backend_key_data(id, :binary.decode_unsigned(state.secret)),
-      Wire.ready_for_query(?I)
-    ])
+    case PgliteEx.register(backend, :binary.decode_unsigned(state.secret), state.settings) do
+      {:ok, id, parameters} ->
+        send_bytes(state, [
+          Wire.authentication(0),
+          Enum.map(parameters, fn {k, v} -> Wire.parameter_status(k, v) end),
+          Wire.backend_key_data(id, :binary.decode_unsigned(state.secret)),
+          Wire.ready_for_query(?I)
+        ])
 
-    handle_messages(rest, %{state | phase: :ready, backend: backend, id: id})
+        handle_messages(rest, %{state | phase: :ready, backend: backend, id: id})
+
+      # A setting from the StartupMessage the backend refused: as on a server, after
+      # authentication succeeded.
+      {:error, {:fatal, code, message}} ->
+        send_bytes(state, Wire.authentication(0))
+        close_fatal(state, code, message)
+    end
   end
 
   defp close_fatal(state, code, message) do
