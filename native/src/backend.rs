@@ -106,6 +106,7 @@ struct Exports {
     get_stack_pointer: TypedFunction<(), i32>,
     set_stack_pointer: TypedFunction<i32, ()>,
     set_transport: TypedFunction<i32, i32>,
+    set_stack_base: Option<TypedFunction<(), i32>>,
 }
 
 pub struct Backend {
@@ -325,6 +326,11 @@ impl Backend {
 
     /// Serves the stream until input ends. ERRORs are recovered in place.
     pub fn serve(&mut self) -> std::result::Result<(), BackendDied> {
+        if let Some(set_stack_base) = &self.x.set_stack_base {
+            if let Err(e) = set_stack_base.call(&mut self.store) {
+                return Err(self.died(format!("setting the stack base failed: {}", e.message())));
+            }
+        }
         loop {
             match self.main_loop_once() {
                 Ok(None) => {}
@@ -498,6 +504,7 @@ impl Exports {
             get_stack_pointer: f(s, instance, "__wasilibc_get_stack_pointer")?,
             set_stack_pointer: f(s, instance, "__wasilibc_set_stack_pointer")?,
             set_transport: f(s, instance, "pgl_set_protocol_transport")?,
+            set_stack_base: f(s, instance, "set_stack_base").ok(),
         })
     }
 }
