@@ -17,6 +17,7 @@ use crate::side_modules::SideModules;
 use crate::guest_symbols::DataSymbols;
 use crate::interrupts::GuestInterrupts;
 use crate::memory_pages::ZeroPageSweep;
+use crate::stack_limit::{self, StackLimit};
 use crate::stdio_bridge::{GuestStderr, GuestStdin, GuestStdout};
 use crate::wire;
 
@@ -106,7 +107,6 @@ struct Exports {
     get_stack_pointer: TypedFunction<(), i32>,
     set_stack_pointer: TypedFunction<i32, ()>,
     set_transport: TypedFunction<i32, i32>,
-    set_stack_base: Option<TypedFunction<(), i32>>,
 }
 
 pub struct Backend {
@@ -115,6 +115,8 @@ pub struct Backend {
     instance: Instance,
     env: WasiFunctionEnv,
     x: Exports,
+    /// Turns a native stack overflow into ERROR 54001 (None: the module cannot).
+    stack: Option<StackLimit>,
     stdout: GuestStdout,
     stderr: GuestStderr,
     active: bool,
@@ -123,6 +125,8 @@ pub struct Backend {
 enum Trap {
     Alive,
     PgError,
+    /// The native stack ran out (`stack_limit`).
+    StackExhausted,
     Exit(i32),
     Other(String),
 }
@@ -134,6 +138,9 @@ fn classify(err: &RuntimeError) -> Trap {
             EXIT_LONGJMP => Trap::PgError,
             other => Trap::Exit(other),
         };
+    }
+    if stack_limit::is_stack_exhausted(err) {
+        return Trap::StackExhausted;
     }
     let message = err.message();
     if message.contains("uncaught exception") {
@@ -189,10 +196,11 @@ impl Backend {
             .instantiate_ext(host.module.clone(), module_hash, &mut store)
             .context("instantiate the PostgreSQL module")?;
         let x = Exports::load(&mut store, &instance)?;
+        let stack = StackLimit::load(&store, &instance);
         seed_exec_path(&mut store, &host.module, &instance, &env)?;
 
         log::debug!("instantiated in {:.1?}", started.elapsed());
-        let mut backend = Backend { store, module: host.module.clone(), instance, env, x, stdout: stdio.stdout, stderr: stdio.stderr, active: false };
+        let mut backend = Backend { store, module: host.module.clone(), instance, env, x, stack, stdout: stdio.stdout, stderr: stdio.stderr, active: false };
         let started = std::time::Instant::now();
         backend.boot().map_err(|e| backend.explain(e))?;
         log::debug!("PostgreSQL started in {:.1?} after that", started.elapsed());
@@ -326,9 +334,9 @@ impl Backend {
 
     /// Serves the stream until input ends. ERRORs are recovered in place.
     pub fn serve(&mut self) -> std::result::Result<(), BackendDied> {
-        if let Some(set_stack_base) = &self.x.set_stack_base {
-            if let Err(e) = set_stack_base.call(&mut self.store) {
-                return Err(self.died(format!("setting the stack base failed: {}", e.message())));
+        if let Some(stack) = &mut self.stack {
+            if let Err(e) = stack.set_base(&mut self.store, &self.x.malloc, &self.env) {
+                return Err(self.died(format!("setting the stack base failed: {e:#}")));
             }
         }
         loop {
@@ -338,6 +346,11 @@ impl Backend {
                 Ok(Some(Trap::PgError)) => {
                     if let Err(e) = self.x.recover_error.call(&mut self.store) {
                         return Err(self.died(format!("error recovery failed: {}", e.message())));
+                    }
+                }
+                Ok(Some(Trap::StackExhausted)) => {
+                    if let Err(reason) = self.report_stack_exhausted() {
+                        return Err(self.died(reason));
                     }
                 }
                 Ok(Some(Trap::Exit(code))) => return Err(self.died(format!("exit status {code}"))),
@@ -365,12 +378,30 @@ impl Backend {
             Ok(()) => Ok(None),
             Err(e) => {
                 let trap = classify(&e);
-                if matches!(trap, Trap::PgError) {
+                if matches!(trap, Trap::PgError | Trap::StackExhausted) {
                     self.x.set_stack_pointer.call(&mut self.store, sp)?;
                 }
                 Ok(Some(trap))
             }
         }
+    }
+
+    /// The native stack ran out (see `stack_limit`): ERROR 54001 from the top, then the
+    /// usual recovery. Without the exports that takes, the backend dies as before.
+    fn report_stack_exhausted(&mut self) -> std::result::Result<(), String> {
+        let Some(stack) = &self.stack else {
+            return Err("call stack exhausted".into());
+        };
+        let call = |e: RuntimeError| e.message();
+        let sp = self.x.get_stack_pointer.call(&mut self.store).map_err(call)?;
+        let err = stack.raise(&mut self.store).map_err(|e| format!("call stack exhausted, and raising the ERROR failed: {e:#}"))?;
+        if !matches!(classify(&err), Trap::PgError) {
+            return Err(format!("call stack exhausted, and raising the ERROR ended in: {}", err.message()));
+        }
+        self.x.set_stack_pointer.call(&mut self.store, sp).map_err(call)?;
+        self.x.recover_error.call(&mut self.store).map_err(|e| format!("error recovery failed: {}", e.message()))?;
+        log::warn!("a statement ran out of native stack: ERROR 54001, the session goes on");
+        Ok(())
     }
 
     fn died(&mut self, reason: String) -> BackendDied {
@@ -504,7 +535,6 @@ impl Exports {
             get_stack_pointer: f(s, instance, "__wasilibc_get_stack_pointer")?,
             set_stack_pointer: f(s, instance, "__wasilibc_set_stack_pointer")?,
             set_transport: f(s, instance, "pgl_set_protocol_transport")?,
-            set_stack_base: f(s, instance, "set_stack_base").ok(),
         })
     }
 }

@@ -19,6 +19,10 @@ use clap::Parser;
 /// holding only an IdleProbe packet (8 bytes: length 8, code 80877124) is answered with
 /// the frame "\0pglite:idle" once every frame before it has been answered and the
 /// backend waits for input (not numbered either).
+/// Statements run on an 8 MiB native stack; one that nests deeper (runaway recursion,
+/// deeply nested json or regex) gets ERROR 54001 "stack depth limit exceeded" and the
+/// session goes on. max_stack_depth is 4MB (the guest's C stack is 8 MiB: keep it
+/// below 6MB).
 /// Logs go to stderr only. PGLITE_WASM_BACKTRACE=1 makes a wasm trap's message name
 /// the wasm frames it happened in, at the cost of walking the native stack at every
 /// wasm exception (every ERROR, and many ordinary requests): for debugging only.

@@ -17,7 +17,7 @@ use wasmparser::{ExternalKind, Parser, Payload};
 use crate::assets::Runtime;
 
 /// Part of the compiled module's key: a different rule makes a different module.
-const RULE: &[u8] = b"exports: side-module imports, WASIX, host (1)";
+const RULE: &[u8] = b"exports: side-module imports, WASIX, host (2)";
 
 /// What WASIX's loader and linker call (`_start`, `_initialize`, `__wasm_call_ctors`,
 /// `__stack_pointer`, `__tls_base`, `asyncify_*`, `wasi_thread_start`, ...) and the
@@ -35,6 +35,12 @@ const HOST_NAMES: &[&str] = &[
     "PostgresMainLoopOnce",
     "PostgresSendReadyForQueryIfNecessary",
     "PostgresMainLongJmp",
+    "set_stack_base",
+    "errstart",
+    "errcode",
+    "errmsg",
+    "errhint",
+    "errfinish",
     "my_exec_path",
     "InterruptPending",
     "QueryCancelPending",

@@ -20,6 +20,7 @@ pub mod pg_dump;
 pub mod precompile;
 pub mod session;
 pub mod side_modules;
+pub mod stack_limit;
 pub mod sql_cli;
 pub mod stdin_frames;
 pub mod stdin_wait;

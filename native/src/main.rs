@@ -37,12 +37,12 @@ fn main() -> ExitCode {
     }
 }
 
-/// The native stack compiled PostgreSQL runs on (Wasmer's default: 1 MiB). A PL/pgSQL
-/// function calling itself used it up at 300-500 levels and the backend died; with
-/// 8 MiB it goes past 3,000. PostgreSQL's own max_stack_depth check counts only the
-/// guest's C stack (8 MiB, kept by WASIX), which grows far less per level, so it cannot
-/// stand in for this limit; more than 8 MiB let runaway recursion reach that check and
-/// then exhaust memory while reporting it, instead of ending cleanly.
+/// The native stack compiled PostgreSQL runs on (Wasmer's default: 1 MiB, where a
+/// PL/pgSQL function calling itself ran out at 300-500 levels). Running out is ERROR
+/// 54001 now (`stack_limit`), so this sets how deep statements may nest: with 8 MiB
+/// a PL/pgSQL recursion stops at max_stack_depth first (2,400 levels at our 4MB; a
+/// PostgreSQL 15 server at its 2MB default: ~1,000), nested json, which hardly
+/// touches the C stack, at ~40,000 levels (server: ~10,000).
 const WASM_STACK_BYTES: usize = 8 << 20;
 
 fn run(config: &Config) -> Result<u8> {
@@ -217,6 +217,9 @@ fn postgres_args(config: &Config) -> Result<Vec<String>> {
         ("max_parallel_workers_per_gather", "0"),
         ("wal_buffers", "4MB"),
         ("min_wal_size", "80MB"),
+        // Of the guest's 8 MiB C stack (see WASM_STACK_BYTES): PL/pgSQL recursion goes
+        // 2,400 levels deep before ERROR 54001 (a server at its 2MB default: ~1,000).
+        ("max_stack_depth", "4MB"),
     ]
     .map(|(k, v)| (k.to_string(), v.to_string()))
     .to_vec();
