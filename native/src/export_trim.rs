@@ -6,7 +6,8 @@
 //! modules (plpgsql, dict_snowball, the extensions) import 1,300 of them; the rest
 //! nobody asks for. So the module is compiled with the exports they import, the ones
 //! WASIX and this host look up, and nothing else; a start loads that compiled form.
-//! Only the bundled module is trimmed: one given with `--wasm-path` stays whole.
+//! Only the bundled module is trimmed (and patched, `inet_family`): one given with
+//! `--wasm-path` stays whole.
 
 use std::collections::HashSet;
 
@@ -17,7 +18,7 @@ use wasmparser::{ExternalKind, Parser, Payload};
 use crate::assets::Runtime;
 
 /// Part of the compiled module's key: a different rule makes a different module.
-const RULE: &[u8] = b"exports: side-module imports, WASIX, host (2)";
+const RULE: &[u8] = b"exports: side-module imports, WASIX, host (2); inet family byte (2)";
 
 /// What WASIX's loader and linker call (`_start`, `_initialize`, `__wasm_call_ctors`,
 /// `__stack_pointer`, `__tls_base`, `asyncify_*`, `wasi_thread_start`, ...) and the
@@ -61,7 +62,7 @@ pub fn bundled(runtime: &Runtime, module_sha256: [u8; 32]) -> ([u8; 32], impl Fn
             let bytes = std::fs::read(&path).with_context(|| format!("read {}", path.display()))?;
             imported.extend(imported_names(&bytes).with_context(|| format!("read the imports of {}", path.display()))?);
         }
-        trim(&module, &imported)
+        trim(&crate::inet_family::patch(&module)?, &imported)
     };
     (key, make)
 }

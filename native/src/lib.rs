@@ -12,6 +12,7 @@ pub mod guest_fs;
 pub mod guest_memory;
 pub mod guest_sleep;
 pub mod guest_symbols;
+pub mod inet_family;
 pub mod host_dir;
 pub mod interrupts;
 pub mod memory_pages;

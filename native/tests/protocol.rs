@@ -323,6 +323,24 @@ fn headers_split_over_short_frames_are_checked_before_the_backend_reads_them() {
     assert_eq!(port.wait().0, 0);
 }
 
+/// The binary inet/cidr family byte is a server's (2 for IPv4, 3 for IPv6), not
+/// WASI's AF_INET (1), both ways (the module is patched: inet_family.rs).
+#[test]
+fn binary_inet_and_cidr_carry_the_servers_family_byte() {
+    let (mut port, _) = Port::ready("memory://");
+    let sent = port.rows("SELECT encode(inet_send('1.2.3.4/32'::inet), 'hex'), encode(cidr_send('2001:db8::/32'::cidr), 'hex')");
+    assert_eq!(sent, vec![vec![Some("0220000401020304".into()), Some("0320011020010db8000000000000000000000000".into())]]);
+    let mut request = parse("", "SELECT $1::text", &[869]);
+    request.extend(bind("", &[&[2, 24, 0, 4, 192, 168, 1, 5]], 0));
+    request.extend(execute());
+    request.extend(sync());
+    port.send(&request);
+    let reply = port.until_ready();
+    let row = reply.iter().find(|m| m.tag == b'D').expect("a row");
+    assert_eq!(row.values(), vec![Some("192.168.1.5/24".into())]);
+    assert_eq!(port.finish().0, 0);
+}
+
 #[test]
 fn oversized_frame_length_exits_2_with_a_message() {
     let (mut port, _) = Port::ready("memory://");

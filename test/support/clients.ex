@@ -40,13 +40,17 @@ defmodule Pglite.TestClients do
   Runs test/clients/<script>.py against a new `Pglite.NativeServer` (trust, as
   postgres), which is stopped after; returns {output, status}.
   """
-  def python_on_a_server(script) do
+  def python_on_a_server(script), do: on_a_server("python3", Path.expand("../clients/#{script}.py", __DIR__))
+
+  @doc "Runs test/clients/node/<script>.js against a new `Pglite.NativeServer`, as `python_on_a_server/1`."
+  def node_on_a_server(script), do: on_a_server("node", Path.expand("../clients/node/#{script}.js", __DIR__))
+
+  defp on_a_server(command, path) do
     server = Pglite.NativeServer.start()
-    path = Path.expand("../clients/#{script}.py", __DIR__)
     env = [{"PGHOST", server.host}, {"PGPORT", "#{server.port}"}, {"PGUSER", "postgres"}, {"PGDATABASE", "postgres"}]
 
     try do
-      System.cmd("python3", [path], env: env, stderr_to_stdout: true)
+      System.cmd(command, [path], env: env, stderr_to_stdout: true)
     after
       Pglite.NativeServer.stop(server)
     end
