@@ -15,7 +15,20 @@ defmodule Pglite.MixProject do
       # Only the Mix compiler downloads (PgliteEx.Prebuilt); the running app needs neither.
       xref: [exclude: [:httpc, :public_key]],
       description: "Real PostgreSQL 17 embedded in Elixir: PGlite under Wasmer, spoken to over a PostgreSQL socket.",
-      docs: [main: "Pglite"]
+      docs: [main: "Pglite"],
+      package: package()
+    ]
+  end
+
+  # What a build from Hex needs: the Elixir code, the Rust crate the Mix compiler falls
+  # back to (native/, Cargo.toml, Cargo.lock; its tests are named by Cargo.toml), and
+  # the checksums of the prebuilt binaries (written by build_release.sh for a release).
+  # Not test/ or bench/.
+  defp package do
+    [
+      licenses: ["Apache-2.0"],
+      links: %{"PGlite" => "https://pglite.dev", "Wasmer" => "https://wasmer.io"},
+      files: ~w(lib mix.exs README.md LICENSE NOTICE CHANGELOG.md Cargo.toml Cargo.lock native pglite-port.checksums)
     ]
   end
 

@@ -326,9 +326,9 @@ impl Backend {
         let exists = self.buffered_query(&format!("SELECT 1 FROM pg_roles WHERE rolname = '{literal}'"))?;
         if !wire::messages(&exists).any(|(tag, _)| tag == b'D') {
             log::info!("creating role {username:?}");
-            self.buffered_query(&format!("CREATE ROLE {} SUPERUSER LOGIN", crate::session::quote_ident(username)))?;
+            self.buffered_query(&format!("CREATE ROLE {} SUPERUSER LOGIN", quote_ident(username)))?;
         }
-        replies.extend(self.buffered_query(&format!("SET SESSION AUTHORIZATION {}", crate::session::quote_ident(username)))?);
+        replies.extend(self.buffered_query(&format!("SET SESSION AUTHORIZATION {}", quote_ident(username)))?);
         Ok(replies)
     }
 
@@ -474,6 +474,11 @@ impl Drop for Backend {
             log::error!("shutdown: {e:#}");
         }
     }
+}
+
+/// `name` as an SQL identifier.
+pub fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
 }
 
 fn ensure_zero(status: i32, what: &str) -> Result<()> {

@@ -1,5 +1,6 @@
 //! 4-byte big-endian length-prefixed frames: the port's only stdin/stdout format.
-//! Nothing here knows about PostgreSQL.
+//! Nothing here knows about PostgreSQL. std's `u32::from_be_bytes`/`to_be_bytes`
+//! read and write the length: one integer needs no `byteorder` crate.
 
 use std::io::{self, Read, Write};
 

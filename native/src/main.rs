@@ -14,7 +14,8 @@ use pglite_port::guest_sleep::SleepWaker;
 use pglite_port::interrupts::StatementClock;
 use pglite_port::module_cache::{self, ModuleCache};
 use pglite_port::stdin_frames::StdinFrames;
-use pglite_port::stdio_bridge::{self, Source, StdoutFrames};
+use pglite_port::stdin_frames::EndReason;
+use pglite_port::stdio_bridge::{Source, StdoutFrames};
 use pglite_port::{assets, export_trim, guest_fs, memory_pages, pg_dump, precompile, session, side_modules, sql_cli};
 
 fn main() -> ExitCode {
@@ -165,7 +166,7 @@ fn run(config: &Config) -> Result<u8> {
     log::info!("ready: database {:?} as {:?} in {}", config.database, config.username, config.data_dir);
     backend.serve()?;
     backend.shutdown()?;
-    let end = stdin.end_reason().unwrap_or(stdio_bridge::EndReason::Eof);
+    let end = stdin.end_reason().unwrap_or(EndReason::Eof);
     log::info!("shut down cleanly ({end:?})");
     Ok(end.exit_code() as u8)
 }

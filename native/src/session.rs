@@ -5,10 +5,11 @@ use std::collections::VecDeque;
 
 use anyhow::{bail, Context, Result};
 
-use crate::backend::{Backend, Host, Stdio};
+use crate::backend::{quote_ident, Backend, Host, Stdio};
 use crate::guest_fs::PGDATA;
 use crate::interrupts::StatementClock;
-use crate::stdio_bridge::{Collect, EndReason, GuestStderr, GuestStdin, GuestStdout, Input, Sink, Source};
+use crate::stdin_frames::{EndReason, Input};
+use crate::stdio_bridge::{Collect, GuestStderr, GuestStdin, GuestStdout, Sink, Source};
 use crate::wire;
 
 /// A backend with its session open on `database`, reading `source` and writing `sink`.
@@ -62,8 +63,4 @@ fn create_database(host: &Host, database: &str) -> Result<()> {
 fn is_missing_database(err: &anyhow::Error, database: &str) -> bool {
     let text = format!("{err:#}");
     text.contains(&format!("database \"{database}\" does not exist"))
-}
-
-pub fn quote_ident(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
 }

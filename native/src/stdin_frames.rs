@@ -25,7 +25,38 @@ use crate::frame::{read_frame, ReadFrame, MAX_FRAME_LEN};
 use crate::frontend_guard::{FrontendGuard, Verdict};
 use crate::interrupts::StatementClock;
 use crate::stdin_wait::{wait_readable, SpinThenSleep};
-use crate::stdio_bridge::{EndReason, Input};
+
+/// One item for the guest's stdin.
+#[derive(Debug)]
+pub enum Input {
+    /// A frame's bytes and its number (see [`crate::frontend_guard::Verdict::Cancel`]).
+    Data(Vec<u8>, u32),
+    /// A frame refused by the [`FrontendGuard`]: answer 08P01 when the backend is idle.
+    Reject(String),
+    /// The front end asks whether everything before this was answered: it was, once
+    /// the backend reads its next input, so answer then.
+    Probe,
+    End(EndReason),
+}
+
+/// Why the input ended; decides the exit status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EndReason {
+    Eof,
+    Terminate,
+    Signal,
+    FrameTooLarge(u64),
+    Truncated(String),
+}
+
+impl EndReason {
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            EndReason::Eof | EndReason::Terminate | EndReason::Signal => 0,
+            EndReason::FrameTooLarge(_) | EndReason::Truncated(_) => 2,
+        }
+    }
+}
 
 /// The reader of fd 0, shared by the backend's thread (while it waits for input) and
 /// the statement watcher (while a statement runs).

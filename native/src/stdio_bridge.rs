@@ -21,43 +21,11 @@ use virtual_fs::{AsyncRead, AsyncSeek, AsyncWrite, VirtualFile};
 use crate::frame::{write_frame, MAX_FRAME_LEN};
 use crate::frontend_guard::IDLE_REPLY;
 use crate::interrupts::StatementClock;
-use crate::stdin_frames::StdinFrames;
+use crate::stdin_frames::{EndReason, Input, StdinFrames};
 use crate::wire;
 
 /// Output larger than this is sent without waiting for the reply to finish.
 const FLUSH_THRESHOLD: usize = 256 * 1024;
-
-/// One item for the guest's stdin.
-#[derive(Debug)]
-pub enum Input {
-    /// A frame's bytes and its number (see [`crate::frontend_guard::Verdict::Cancel`]).
-    Data(Vec<u8>, u32),
-    /// A frame refused by the [`FrontendGuard`]: answer 08P01 when the backend is idle.
-    Reject(String),
-    /// The front end asks whether everything before this was answered: it was, once
-    /// the backend reads its next input, so answer then.
-    Probe,
-    End(EndReason),
-}
-
-/// Why the input ended; decides the exit status.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum EndReason {
-    Eof,
-    Terminate,
-    Signal,
-    FrameTooLarge(u64),
-    Truncated(String),
-}
-
-impl EndReason {
-    pub fn exit_code(&self) -> i32 {
-        match self {
-            EndReason::Eof | EndReason::Terminate | EndReason::Signal => 0,
-            EndReason::FrameTooLarge(_) | EndReason::Truncated(_) => 2,
-        }
-    }
-}
 
 /// Where finished output goes: stdout frames, or memory for `--sql`.
 pub trait Sink: Send {
