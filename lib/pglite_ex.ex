@@ -66,7 +66,7 @@ defmodule PgliteEx do
   use GenServer
   require Logger
 
-  alias PgliteEx.{InFlight, KeepAwake, MessageBuffer, PortProcess, SessionState, Timeouts, Wire}
+  alias PgliteEx.{InFlight, KeepAwake, MessageBuffer, OutputFlow, PortProcess, SessionState, Timeouts, Wire}
 
   @typedoc "What a client says about a payload it submits."
   @type meta :: %{
@@ -140,7 +140,9 @@ defmodule PgliteEx do
     wedge_timer: nil,
     probe: nil,
     history: [],
-    history_len: 0
+    history_len: 0,
+    # The port holds its output for a holder that stopped reading (PgliteEx.OutputFlow).
+    paused: false
   ]
 
   ## API
@@ -232,7 +234,9 @@ defmodule PgliteEx do
       settings: settings,
       dirty: false,
       objects: MapSet.new(),
-      channels: MapSet.new()
+      channels: MapSet.new(),
+      # Bytes handed to it and not yet written to its socket (PgliteEx.OutputFlow).
+      unwritten: 0
     }
 
     state = %{state | clients: Map.put(state.clients, pid, client), next_id: id + 1}
@@ -345,16 +349,27 @@ defmodule PgliteEx do
   def handle_info({:idle_timeout, ref}, %{idle_timer: {ref, pid, _, _}} = state) do
     {code, message} =
       cond do
+        state.paused -> {"08006", "terminating connection because the client stopped reading its results while other clients wait"}
         state.in_copy -> {"25P03", "terminating connection due to idle timeout in COPY while other clients wait"}
         state.status in [?T, ?E] -> {"25P03", "terminating connection due to idle-in-transaction timeout"}
         true -> {"25P03", "terminating connection due to idle timeout in an unfinished extended-protocol sequence"}
       end
 
     Logger.warning("client #{state.clients[pid].id} held the backend idle too long: #{message}")
-    {:noreply, %{state | idle_timer: nil} |> kick(pid, code, message) |> arm_timers()}
+    paused? = state.paused
+    state = %{state | idle_timer: nil} |> kick(pid, code, message) |> arm_timers()
+    # Its connection may be blocked writing to a socket nobody reads, and could not
+    # act on the kick: it is ended here.
+    if paused?, do: Process.exit(pid, :kill)
+    {:noreply, state}
   end
 
   def handle_info({:idle_timeout, _stale}, state), do: {:noreply, state}
+
+  def handle_info({:pglite_sent, pid, bytes}, state) do
+    state = update_client(state, pid, &%{&1 | unwritten: max(&1.unwritten - bytes, 0)})
+    {:noreply, arm_timers(state)}
+  end
 
   # Clients have waited a while behind a holder that owes a ReadyForQuery: ask the port
   # whether the backend still works on something (it answers once it does not).
@@ -439,9 +454,15 @@ defmodule PgliteEx do
   defp deliver(state, []), do: state
 
   defp deliver(%{holder: {:client, pid}} = state, messages) do
-    send(pid, {:pglite_backend, self(), Enum.map(messages, &elem(&1, 2))})
-    state
+    raw = Enum.map(messages, &elem(&1, 2))
+    send(pid, {:pglite_backend, self(), raw})
+    bytes = OutputFlow.bytes(raw)
+    update_client(state, pid, &%{&1 | unwritten: &1.unwritten + bytes})
   end
+
+  # What a vanished client left running answers nobody: only the marker row matters,
+  # and it is seen on the way (track_state/2). Nothing is kept.
+  defp deliver(%{holder: {:chore, {:barrier, _}, _}} = state, _messages), do: state
 
   defp deliver(%{holder: {:chore, chore, acc}} = state, messages) do
     %{state | holder: {:chore, chore, [acc, Enum.map(messages, fn {tag, body, _} -> {tag, body} end)]}}
@@ -811,12 +832,38 @@ defmodule PgliteEx do
 
   # The idle timer runs while the holder keeps the backend without anything in flight
   # (or the backend waits for its COPY data).
-  defp arm_timers(state), do: state |> arm_idle_timer() |> arm_wedge_check()
+  defp arm_timers(state), do: state |> arm_flow() |> arm_idle_timer() |> arm_wedge_check()
+
+  # Holds the port's output while the holder has too much unwritten, and lets it flow
+  # again once it reads, or as soon as someone else holds (PgliteEx.OutputFlow).
+  defp arm_flow(%{process: nil} = state), do: state
+
+  defp arm_flow(state) do
+    unwritten =
+      case state.holder do
+        {:client, pid} -> state.clients[pid][:unwritten]
+        _ -> nil
+      end
+
+    case OutputFlow.decide(state.paused, unwritten) do
+      :pause ->
+        Logger.debug("holding the backend's output: its client has #{unwritten} bytes unread")
+        PortProcess.pause_output(state.process)
+        %{state | paused: true}
+
+      :resume ->
+        PortProcess.resume_output(state.process)
+        %{state | paused: false}
+
+      :none ->
+        state
+    end
+  end
 
   defp arm_idle_timer(state) do
     wanted =
       with {:client, pid} <- state.holder,
-           true <- state.in_copy or InFlight.empty?(state.in_flight),
+           true <- state.in_copy or state.paused or InFlight.empty?(state.in_flight),
            settings = state.clients[pid][:settings] || %{},
            waiting? = not :queue.is_empty(state.queue),
            ms when is_integer(ms) <- Timeouts.idle(settings, state.status, waiting?, state.opts[:idle_in_transaction_timeout] || 0) do
@@ -987,7 +1034,7 @@ defmodule PgliteEx do
     reason = "the PostgreSQL backend exited (status #{status}) and is restarting"
     state = fail_everyone(state, reason)
     Process.send_after(self(), :restart, delay)
-    {:noreply, %{state | process: nil, holder: :down, restarts: restarts + 1}}
+    {:noreply, %{state | process: nil, holder: :down, restarts: restarts + 1, paused: false}}
   end
 
   ## Failure and shutdown

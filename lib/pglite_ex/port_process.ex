@@ -82,6 +82,17 @@ defmodule PgliteEx.PortProcess do
   @spec probe(t()) :: :ok | :closed
   def probe(process), do: command(process, <<8::32, 80_877_124::32>>)
 
+  @doc """
+  Asks the port to hold the backend's output (a PauseOutput packet, acted on at once,
+  not numbered): the backend blocks in its next write until `resume_output/1`.
+  """
+  @spec pause_output(t()) :: :ok | :closed
+  def pause_output(process), do: command(process, <<8::32, 80_877_125::32>>)
+
+  @doc "Lets the backend's output flow again (a ResumeOutput packet)."
+  @spec resume_output(t()) :: :ok | :closed
+  def resume_output(process), do: command(process, <<8::32, 80_877_126::32>>)
+
   @doc "The number the port gives the frame written after frame `n` (0: none yet)."
   @spec next_frame(non_neg_integer()) :: pos_integer()
   def next_frame(n) when n >= 0xFFFFFFFF, do: 1

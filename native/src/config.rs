@@ -18,7 +18,9 @@ use clap::Parser;
 /// whatever runs if both are 0; the session's statement_timeout is enforced. A frame
 /// holding only an IdleProbe packet (8 bytes: length 8, code 80877124) is answered with
 /// the frame "\0pglite:idle" once every frame before it has been answered and the
-/// backend waits for input (not numbered either).
+/// backend waits for input (not numbered either). PauseOutput (length 8, code
+/// 80877125) holds the backend's output until ResumeOutput (80877126); the end of
+/// input releases it.
 /// Statements run on an 8 MiB native stack; one that nests deeper (runaway recursion,
 /// deeply nested json or regex) gets ERROR 54001 "stack depth limit exceeded" and the
 /// session goes on. max_stack_depth is 4MB (the guest's C stack is 8 MiB: keep it

@@ -22,6 +22,10 @@ pub enum Verdict {
     /// An IdleProbe packet, alone in its frame between messages: once the backend has
     /// answered every frame before it and waits for input, write [`IDLE_REPLY`].
     Probe,
+    /// A PauseOutput or ResumeOutput packet, alone in its frame between messages:
+    /// hold the backend's output, or let it flow again (`output_gate`).
+    Pause,
+    Resume,
 }
 
 /// The CancelRequest packet: length 16, code 80877102, then pid and key.
@@ -30,6 +34,10 @@ const CANCEL_REQUEST: [u8; 8] = [0, 0, 0, 16, 0x04, 0xd2, 0x16, 0x2e];
 /// The IdleProbe packet (length 8, code 1234/5700), ours alone: the front end asks
 /// whether the backend has answered everything it was sent.
 pub const IDLE_PROBE: [u8; 8] = [0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x44];
+
+/// PauseOutput and ResumeOutput (length 8, codes 1234/5701 and 1234/5702), ours too.
+pub const PAUSE_OUTPUT: [u8; 8] = [0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x45];
+pub const RESUME_OUTPUT: [u8; 8] = [0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x46];
 
 /// The port's answer to an IdleProbe: a frame no backend message can start (type 0).
 pub const IDLE_REPLY: &[u8] = b"\0pglite:idle";
@@ -53,6 +61,12 @@ impl FrontendGuard {
         }
         if between_messages && frame == IDLE_PROBE {
             return Verdict::Probe;
+        }
+        if between_messages && frame == PAUSE_OUTPUT {
+            return Verdict::Pause;
+        }
+        if between_messages && frame == RESUME_OUTPUT {
+            return Verdict::Resume;
         }
         let held = self.header.clone();
         let mut next = self.clone();

@@ -14,6 +14,7 @@ use pglite_port::guest_sleep::SleepWaker;
 use pglite_port::interrupts::StatementClock;
 use pglite_port::module_cache::{self, ModuleCache};
 use pglite_port::stdin_frames::StdinFrames;
+use pglite_port::output_gate::OutputGate;
 use pglite_port::stdin_frames::EndReason;
 use pglite_port::stdio_bridge::{Source, StdoutFrames};
 use pglite_port::{assets, export_trim, guest_fs, memory_pages, pg_dump, precompile, session, side_modules, sql_cli};
@@ -130,8 +131,9 @@ fn run(config: &Config) -> Result<u8> {
     }
 
     let clock = StatementClock::default();
-    let frames = StdinFrames::start(clock.clone(), Duration::from_micros(config.spin_us.into()))?;
-    let (mut backend, stdin) = session::open(&host, &config.database, Source::Frames(frames.clone()), Box::new(StdoutFrames::new()), clock.clone())?;
+    let gate = OutputGate::default();
+    let frames = StdinFrames::start(clock.clone(), Duration::from_micros(config.spin_us.into()), gate.clone())?;
+    let (mut backend, stdin) = session::open(&host, &config.database, Source::Frames(frames.clone()), Box::new(StdoutFrames::new(gate)), clock.clone())?;
     // Declared after the backend, so dropped before it on every way out.
     let _armed = match backend.interrupts(host.sleeps.clone()) {
         Ok(interrupts) => Some(clock.install(interrupts)),

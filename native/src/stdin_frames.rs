@@ -24,6 +24,7 @@ use anyhow::Context;
 use crate::frame::{read_frame, ReadFrame, MAX_FRAME_LEN};
 use crate::frontend_guard::{FrontendGuard, Verdict};
 use crate::interrupts::StatementClock;
+use crate::output_gate::OutputGate;
 use crate::stdin_wait::{wait_readable, SpinThenSleep};
 
 /// One item for the guest's stdin.
@@ -84,12 +85,14 @@ struct Reader {
     numbered: u32,
     /// How the backend's thread waits for its next frame.
     waiter: SpinThenSleep,
+    /// Paused and resumed by the front end's packets; opened for good at the end.
+    gate: OutputGate,
 }
 
 impl StdinFrames {
     /// Takes over fd 0 and starts the watcher and signal threads. The backend's thread
     /// polls for its next frame for up to `spin` before it sleeps.
-    pub fn start(clock: StatementClock, spin: Duration) -> anyhow::Result<Arc<Self>> {
+    pub fn start(clock: StatementClock, spin: Duration, gate: OutputGate) -> anyhow::Result<Arc<Self>> {
         let mut fds = [0; 2];
         // SAFETY: pipe() fills two new descriptors that we then own.
         if unsafe { libc::pipe(fds.as_mut_ptr()) } != 0 {
@@ -104,6 +107,7 @@ impl StdinFrames {
             ended: false,
             numbered: 0,
             waiter: SpinThenSleep::new(spin),
+            gate: gate.clone(),
         };
         let frames = Arc::new(Self { reader: Mutex::new(reader), queue: Mutex::default(), wake, clock, idle_work: Mutex::default() });
 
@@ -122,6 +126,7 @@ impl StdinFrames {
                 if let Some(sig) = signals.forever().next() {
                     log::info!("signal {sig}: shutting down");
                     lock(&on_signal.queue).push_back(Input::End(EndReason::Signal));
+                    gate.end();
                     // SAFETY: writes one byte from a valid buffer to the pipe we own.
                     unsafe { libc::write(on_signal.wake.1.as_raw_fd(), b"!".as_ptr().cast(), 1) };
                 }
@@ -233,6 +238,15 @@ impl Reader {
                 }
                 // Not numbered, like a cancel: the front end numbers only what it submits.
                 Verdict::Probe => Input::Probe,
+                // Acted on at once, even while a statement runs (it is what writes).
+                Verdict::Pause => {
+                    self.gate.pause();
+                    return Vec::new();
+                }
+                Verdict::Resume => {
+                    self.gate.resume();
+                    return Vec::new();
+                }
                 Verdict::Forward { held, forward, terminate } => {
                     frame.truncate(forward);
                     if !held.is_empty() {
@@ -241,6 +255,9 @@ impl Reader {
                     let number = self.number();
                     let data = (!frame.is_empty()).then(|| Input::Data(frame, number));
                     self.ended = terminate;
+                    if terminate {
+                        self.gate.end();
+                    }
                     let end = terminate.then_some(Input::End(EndReason::Terminate));
                     return data.into_iter().chain(end).collect();
                 }
@@ -257,7 +274,10 @@ impl Reader {
             }
             Err(e) => return vec![self.fail(e)],
         };
-        self.ended |= matches!(item, Input::End(_));
+        if matches!(item, Input::End(_)) {
+            self.ended = true;
+            self.gate.end();
+        }
         vec![item]
     }
 
@@ -272,6 +292,7 @@ impl Reader {
     fn fail(&mut self, e: io::Error) -> Input {
         eprintln!("pglite-port: reading stdin failed: {e}; shutting down");
         self.ended = true;
+        self.gate.end();
         Input::End(EndReason::Truncated(e.to_string()))
     }
 }

@@ -21,6 +21,7 @@ use virtual_fs::{AsyncRead, AsyncSeek, AsyncWrite, VirtualFile};
 use crate::frame::{write_frame, MAX_FRAME_LEN};
 use crate::frontend_guard::IDLE_REPLY;
 use crate::interrupts::StatementClock;
+use crate::output_gate::OutputGate;
 use crate::stdin_frames::{EndReason, Input, StdinFrames};
 use crate::wire;
 
@@ -37,20 +38,21 @@ pub trait Sink: Send {
 /// Not `io::stdout()`: that is line-buffered, and it wrote a frame holding a newline
 /// byte (text with a line break, a binary 10, a length of 10) in two pieces, up to the
 /// last newline and then the rest: two wake-ups of the reader for one reply.
-pub struct StdoutFrames(BufWriter<RawWriter>);
+pub struct StdoutFrames(BufWriter<RawWriter>, OutputGate);
 
 impl StdoutFrames {
-    pub fn new() -> Self {
-        Self::on_fd(libc::STDOUT_FILENO)
+    /// Frames on stdout, each waiting while `gate` is paused.
+    pub fn new(gate: OutputGate) -> Self {
+        Self::on_fd(libc::STDOUT_FILENO, gate)
     }
 
     /// Frames written to `fd`, which must stay open as long as this lives (it is not
     /// closed on drop).
-    fn on_fd(fd: RawFd) -> Self {
+    fn on_fd(fd: RawFd, gate: OutputGate) -> Self {
         // SAFETY: the File is never dropped (ManuallyDrop), so the descriptor is only
         // written through, never closed.
         let file = ManuallyDrop::new(unsafe { File::from_raw_fd(fd) });
-        Self(BufWriter::with_capacity(FLUSH_THRESHOLD + 64 * 1024, RawWriter(file)))
+        Self(BufWriter::with_capacity(FLUSH_THRESHOLD + 64 * 1024, RawWriter(file)), gate)
     }
 }
 
@@ -69,6 +71,7 @@ impl Write for RawWriter {
 
 impl Sink for StdoutFrames {
     fn send(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.1.wait_open();
         write_frame(&mut self.0, bytes)?;
         self.0.flush()
     }
@@ -423,7 +426,7 @@ mod tests {
     fn a_frame_with_newlines_is_written_in_one_piece() {
         let (reader, writer) = records();
         let body = b"D\0\0\0\x0a\0\x01\0\0\0\x0a line\nbreak\n and after".to_vec();
-        StdoutFrames::on_fd(writer.as_raw_fd()).send(&body).unwrap();
+        StdoutFrames::on_fd(writer.as_raw_fd(), OutputGate::default()).send(&body).unwrap();
 
         let mut buf = [0u8; 256];
         // SAFETY: reads into a valid buffer of the length given.

@@ -14,7 +14,7 @@ defmodule PgliteEx.Server.Connection do
   require Logger
 
   alias PgliteEx.Server.{Scram, Statements, TurnEnd, Violations}
-  alias PgliteEx.{MessageBuffer, SessionState, Wire}
+  alias PgliteEx.{MessageBuffer, OutputFlow, SessionState, Wire}
 
   @ssl_request 80_877_103
   @gss_request 80_877_104
@@ -51,7 +51,9 @@ defmodule PgliteEx.Server.Connection do
     # they are (PgliteEx.Server.Statements).
     sql_names: MapSet.new(),
     # In COPY FROM STDIN: only COPY messages may come (PgliteEx.Server.Violations).
-    copy_in: false
+    copy_in: false,
+    # Bytes written to the socket and not yet reported to PgliteEx (PgliteEx.OutputFlow).
+    written: 0
   ]
 
   @doc false
@@ -98,12 +100,13 @@ defmodule PgliteEx.Server.Connection do
   def handle_info({:tcp_closed, _}, state), do: {:stop, :normal, state}
   def handle_info({:tcp_error, _, _}, state), do: {:stop, :normal, state}
 
-  def handle_info({:pglite_backend, _from, messages}, state) do
+  def handle_info({:pglite_backend, from, messages}, state) do
+    bytes = OutputFlow.bytes(messages)
     {messages, state} = drop_deferred_replies(messages, state)
     state = %{state | copy_in: Violations.copy_in_after(messages, state.copy_in)}
 
     case :gen_tcp.send(state.socket, messages) do
-      :ok -> {:noreply, state}
+      :ok -> {:noreply, written(state, from, bytes)}
       {:error, _} -> {:stop, :normal, state}
     end
   end
@@ -117,6 +120,19 @@ defmodule PgliteEx.Server.Connection do
   def handle_info(_other, state), do: {:noreply, state}
 
   defp stop({:close, state}), do: {:stop, :normal, state}
+
+  # Written to the socket: reported now and then, so the backend's output for this
+  # client is held only while it does not read (PgliteEx.OutputFlow).
+  defp written(state, backend, bytes) do
+    total = state.written + bytes
+
+    if total >= OutputFlow.ack_every() do
+      send(backend, {:pglite_sent, self(), total})
+      %{state | written: 0}
+    else
+      %{state | written: total}
+    end
+  end
 
   defp backend_lost(state) do
     fatal(state, "57P01", "terminating connection because the PostgreSQL backend restarted")
