@@ -212,6 +212,16 @@ mod tests {
     }
 
     #[test]
+    fn pause_and_resume_between_messages_are_flow_control() {
+        let mut g = FrontendGuard::default();
+        assert_eq!(g.inspect(&PAUSE_OUTPUT), Verdict::Pause);
+        assert_eq!(g.inspect(&RESUME_OUTPUT), Verdict::Resume);
+        let copy = message(b'd', &[0u8; 8]);
+        assert!(matches!(g.inspect(&copy[..5]), Verdict::Forward { .. }));
+        assert_eq!(g.inspect(&PAUSE_OUTPUT), forward(8));
+    }
+
+    #[test]
     fn terminate_ends_the_forwarded_part() {
         let mut g = FrontendGuard::default();
         let mut f = query("SELECT 1");

@@ -341,6 +341,33 @@ fn binary_inet_and_cidr_carry_the_servers_family_byte() {
     assert_eq!(port.finish().0, 0);
 }
 
+/// PauseOutput holds the backend's reply (it blocks in its write) until ResumeOutput;
+/// the end of input releases held output so that a shutdown never waits.
+#[test]
+fn pause_output_holds_replies_until_resume_output() {
+    let pause = [0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x45];
+    let resume = [0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x46];
+    let (mut port, _) = Port::ready("memory://");
+    port.send(&pause);
+    port.send(&query("SELECT 42"));
+    assert!(!port.has_output_within(500), "held while paused");
+    port.send(&resume);
+    assert_eq!(port.until_ready().iter().filter(|m| m.tag == b'D').count(), 1);
+
+    // Paused in the middle of a 10 MB result, then stdin ends: the rest comes and the
+    // port shuts down.
+    port.send(&query("SELECT repeat('x', 1000) FROM generate_series(1, 10000)"));
+    port.send(&pause);
+    port.close_stdin();
+    let mut rows = 0;
+    while let Some(frame) = port.read_frame() {
+        rows += frame.windows(5).filter(|w| w[0] == b'D' && w[1..5] == [0, 0, 3, 0xf2]).count();
+    }
+    assert_eq!(rows, 10000);
+    let (code, stderr) = port.wait();
+    assert_eq!(code, 0, "{stderr}");
+}
+
 #[test]
 fn oversized_frame_length_exits_2_with_a_message() {
     let (mut port, _) = Port::ready("memory://");

@@ -161,6 +161,14 @@ impl Port {
     }
 
     /// Closes stdin and waits; returns the exit code and stderr.
+    /// Whether the port writes anything (or has written something unread) within `ms`.
+    pub fn has_output_within(&self, ms: i32) -> bool {
+        use std::os::fd::AsRawFd;
+        let mut fd = libc::pollfd { fd: self.stdout.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+        // SAFETY: one valid pollfd, for the duration of the call.
+        !self.buffered.is_empty() || unsafe { libc::poll(&mut fd, 1, ms) > 0 }
+    }
+
     pub fn finish(mut self) -> (i32, String) {
         self.close_stdin();
         self.wait()
