@@ -481,15 +481,16 @@ defmodule PgliteEx do
         _ -> 0
       end
 
-    for {?A, <<_pid::32, rest::binary>>, _} <- notifications do
+    # One send per client, in order: a transaction's notifications arrive together, in
+    # one write, as from a server.
+    notifications
+    |> Enum.flat_map(fn {?A, <<_pid::32, rest::binary>>, _} ->
       {channel, _payload} = Wire.cstring(rest)
       message = Wire.message(?A, [<<notifier::32>>, rest])
-
-      for {pid, client} <- state.clients, MapSet.member?(client.channels, channel),
-          do: send(pid, {:pglite_backend, self(), [message]})
-    end
-
-    :ok
+      for {pid, client} <- state.clients, MapSet.member?(client.channels, channel), do: {pid, message}
+    end)
+    |> Enum.group_by(&elem(&1, 0), &elem(&1, 1))
+    |> Enum.each(fn {pid, messages} -> send(pid, {:pglite_backend, self(), messages}) end)
   end
 
   # Hand the backend on once its holder has nothing left in flight, and is neither
@@ -865,7 +866,8 @@ defmodule PgliteEx do
       with {:client, pid} <- state.holder,
            true <- state.in_copy or state.paused or InFlight.empty?(state.in_flight),
            settings = state.clients[pid][:settings] || %{},
-           waiting? = not :queue.is_empty(state.queue),
+           # A request written ahead waits too (behind a holder whose output is held).
+           waiting? = not :queue.is_empty(state.queue) or state.ahead != nil,
            ms when is_integer(ms) <- Timeouts.idle(settings, state.status, waiting?, state.opts[:idle_in_transaction_timeout] || 0) do
         {pid, ms}
       else

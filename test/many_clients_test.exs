@@ -63,6 +63,11 @@ defmodule Pglite.ManyClientsTest do
     assert out =~ "server-side cursor rows 1000"
   end
 
+  test "the notifications of one transaction arrive together, in one write, as from a server", %{pg: pg} do
+    {out, 0} = python(pg, "notify_batch")
+    assert out =~ "rounds whose two notifications came in one read: 20 of 20"
+  end
+
   test "NOTIFY reaches every client listening on the channel, and only those, whoever sends it; a rolled-back LISTEN is not kept; each client has its own id",
        %{pg: pg} do
     {out, 0} = python(pg, "listen_notify")

@@ -13,7 +13,7 @@ defmodule Pglite.StopsReadingTest do
   test "a client that stops reading holds bounded memory, and is disconnected when others wait" do
     {:ok, pg} = Pglite.start_link(idle_in_transaction_timeout: 3_000)
     before = :erlang.memory(:total)
-    reader = Task.async(fn -> python(pg, "stops_reading", ["12"]) end)
+    reader = Task.async(fn -> python(pg, "stops_reading", ["20"]) end)
 
     # The result would be ~5 GB; before back-pressure the BEAM grew ~100 MB a second.
     peak = Enum.reduce(1..20, 0, fn _, peak -> Process.sleep(100) && max(peak, :erlang.memory(:total)) end)

@@ -7,7 +7,8 @@ from wire_client import cstr, login, message
 
 seconds = float(sys.argv[1]) if len(sys.argv) > 1 else 10
 s = login()
-s.sendall(message(b"Q", cstr("SELECT g, repeat('x', 100) FROM generate_series(1, 50000000) g")))
+# In the select list, so rows stream at once (in FROM the series is built first).
+s.sendall(message(b"Q", cstr("SELECT generate_series(1, 50000000), repeat('x', 100)")))
 print("sent", flush=True)
 time.sleep(seconds)
 got = 0
