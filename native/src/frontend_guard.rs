@@ -13,8 +13,10 @@ pub enum Verdict {
     /// message followed them and the session should end cleanly. A header the frame
     /// ends inside is held back until it is whole and checked.
     Forward { held: Vec<u8>, forward: usize, terminate: bool },
-    /// Drop the whole frame and answer with an 08P01 ErrorResponse.
-    Reject(String),
+    /// Pass `held` and the first `forward` bytes (the messages before a bad header),
+    /// drop the rest of the frame and answer with an 08P01 ErrorResponse; the next
+    /// frame starts a message.
+    Reject { held: Vec<u8>, forward: usize, reason: String },
     /// A CancelRequest packet, alone in its frame between messages: cancel the request
     /// in stdin frames `first..=last` (numbered from 1, every frame that is not a cancel
     /// counts), taken from its pid and key fields; 0 and 0 mean whatever runs now.
@@ -91,9 +93,11 @@ impl FrontendGuard {
             let tag = next.header[0];
             let len = u32::from_be_bytes([next.header[1], next.header[2], next.header[3], next.header[4]]) as usize;
             if let Err(reason) = check_header(tag, len) {
-                // The frame and any header start held for it are dropped.
-                self.header.clear();
-                return Verdict::Reject(reason);
+                // What came before the bad header still goes (it may end a message
+                // begun in an earlier frame); from the header on, nothing can be read.
+                *self = FrontendGuard::default();
+                let (held, forward) = if started == 0 && !held.is_empty() { (Vec::new(), 0) } else { (held, started) };
+                return Verdict::Reject { held, forward, reason };
             }
             next.header.clear();
             next.body_left = len - 4;
@@ -109,13 +113,19 @@ impl FrontendGuard {
     }
 }
 
+/// PostgreSQL's small-message limit (PQ_SMALL_MESSAGE_LIMIT): longer Describe, Close,
+/// Execute, Sync, Flush, Terminate, CopyDone or CopyFail messages end its session.
+const SMALL_MESSAGE_LEN: usize = 10_000;
+
 fn check_header(tag: u8, len: usize) -> Result<(), String> {
     let fixed_four = matches!(tag, b'S' | b'H' | b'X' | b'c');
-    let known = fixed_four || matches!(tag, b'Q' | b'P' | b'B' | b'E' | b'D' | b'C' | b'd' | b'f' | b'F' | b'p');
+    // Not `p` (a password message): the session is open, and the backend ends it on one.
+    let known = fixed_four || matches!(tag, b'Q' | b'P' | b'B' | b'E' | b'D' | b'C' | b'd' | b'f' | b'F');
     if !known {
         return Err(format!("invalid frontend message type {tag} ({:?})", tag as char));
     }
-    if len < 4 || len > MAX_MESSAGE_LEN || (fixed_four && len != 4) {
+    let small = matches!(tag, b'D' | b'C' | b'E' | b'f') || fixed_four;
+    if len < 4 || len > MAX_MESSAGE_LEN || (fixed_four && len != 4) || (small && len > SMALL_MESSAGE_LEN) {
         return Err(format!("invalid message length {len} for message type {:?}", tag as char));
     }
     Ok(())
@@ -163,7 +173,7 @@ mod tests {
     fn a_bad_type_byte_in_a_short_frame_never_reaches_the_backend() {
         let mut g = FrontendGuard::default();
         assert_eq!(g.inspect(b"ab"), forward(0));
-        assert!(matches!(g.inspect(&query("SELECT 1")), Verdict::Reject(_)));
+        assert!(matches!(g.inspect(&query("SELECT 1")), Verdict::Reject { .. }));
         // Both dropped: the next message starts afresh.
         let q = query("SELECT 2");
         assert_eq!(g.inspect(&q), forward(q.len()));
@@ -182,10 +192,12 @@ mod tests {
     #[test]
     fn unknown_type_and_bad_lengths_are_rejected_without_losing_state() {
         let mut g = FrontendGuard::default();
-        assert!(matches!(g.inspect(&message(b'?', b"")), Verdict::Reject(_)));
-        assert!(matches!(g.inspect(&[b'Q', 0, 0, 0, 2]), Verdict::Reject(_)));
-        assert!(matches!(g.inspect(&[b'S', 0, 0, 0, 9, 0, 0, 0, 0, 0]), Verdict::Reject(_)));
-        assert!(matches!(g.inspect(&[b'Q', 0x7f, 0xff, 0xff, 0xff]), Verdict::Reject(_)));
+        assert!(matches!(g.inspect(&message(b'?', b"")), Verdict::Reject { .. }));
+        assert!(matches!(g.inspect(&[b'Q', 0, 0, 0, 2]), Verdict::Reject { .. }));
+        assert!(matches!(g.inspect(&[b'S', 0, 0, 0, 9, 0, 0, 0, 0, 0]), Verdict::Reject { .. }));
+        assert!(matches!(g.inspect(&[b'Q', 0x7f, 0xff, 0xff, 0xff]), Verdict::Reject { .. }));
+        assert!(matches!(g.inspect(&message(b'p', b"secret\0")), Verdict::Reject { .. }));
+        assert!(matches!(g.inspect(&message(b'D', &[b'S'; 10_000])), Verdict::Reject { .. }));
         let q = query("SELECT 1");
         assert_eq!(g.inspect(&q), forward(q.len()));
     }
@@ -209,6 +221,21 @@ mod tests {
         let copy = message(b'd', &[0u8; 8]);
         assert!(matches!(g.inspect(&copy[..5]), Verdict::Forward { .. }));
         assert_eq!(g.inspect(&IDLE_PROBE), forward(8));
+    }
+
+    #[test]
+    fn the_messages_before_a_bad_header_still_go() {
+        let mut g = FrontendGuard::default();
+        let q = query("SELECT 1");
+        // A message begun in one frame, ended in the next, then a bad header.
+        assert_eq!(g.inspect(&q[..7]), forward(7));
+        let mut rest = q[7..].to_vec();
+        rest.extend(message(b'c', b"junk"));
+        match g.inspect(&rest) {
+            Verdict::Reject { held, forward, .. } => assert_eq!((held.len(), forward), (0, q.len() - 7)),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(g.inspect(&q), forward(q.len()));
     }
 
     #[test]

@@ -261,10 +261,15 @@ impl Reader {
                     let end = terminate.then_some(Input::End(EndReason::Terminate));
                     return data.into_iter().chain(end).collect();
                 }
-                Verdict::Reject(reason) => {
-                    self.number();
+                Verdict::Reject { held, forward, reason } => {
+                    frame.truncate(forward);
+                    if !held.is_empty() {
+                        frame.splice(0..0, held);
+                    }
+                    let number = self.number();
                     log::warn!("refused a stdin frame: {reason}");
-                    Input::Reject(reason)
+                    let data = (!frame.is_empty()).then(|| Input::Data(frame, number));
+                    return data.into_iter().chain([Input::Reject(reason)]).collect();
                 }
             },
             Ok(ReadFrame::Eof) => Input::End(EndReason::Eof),

@@ -61,4 +61,13 @@ s.sendall(message(b"Q", b"COPY kept FROM STDIN\0"))
 print("COPY started:", recv_message(s)[0].decode())
 s.sendall(message(b"d", b"2\n") + message(b"Q", b"SELECT 42\0"))
 print(f"Query during COPY FROM STDIN: {outcome(s)}; canary {canary.execute('SELECT count(*) FROM kept').fetchone()[0]}")
+
+# The same in one write, before the server could say COPY started; and a COPY ended in
+# the same write, then a Query, which is fine.
+s = login()
+s.sendall(message(b"Q", b"COPY kept FROM STDIN\0") + message(b"d", b"3\n") + message(b"Q", b"SELECT 42\0"))
+print(f"Query pipelined into COPY FROM STDIN: {outcome(s)}; canary {canary.execute('SELECT count(*) FROM kept').fetchone()[0]}")
+s = login()
+s.sendall(message(b"Q", b"COPY kept FROM STDIN\0") + message(b"d", b"4\n") + message(b"c") + message(b"Q", b"SELECT 42\0"))
+print(f"Query pipelined after a whole COPY: {outcome(s)}; canary {canary.execute('SELECT count(*) FROM kept').fetchone()[0]}")
 print("canary still works:", canary.execute("SELECT 'yes'").fetchone()[0])

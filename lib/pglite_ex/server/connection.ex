@@ -53,7 +53,13 @@ defmodule PgliteEx.Server.Connection do
     # In COPY FROM STDIN: only COPY messages may come (PgliteEx.Server.Violations).
     copy_in: false,
     # Bytes written to the socket and not yet reported to PgliteEx (PgliteEx.OutputFlow).
-    written: 0
+    written: 0,
+    # Messages sent behind a Query that may start COPY FROM STDIN, held until the
+    # backend says whether it did (PgliteEx.Server.Violations.split_at_copy/1), and
+    # what releases them: {:ready, n} (the n-th ReadyForQuery from now) or {:copy, n}
+    # (that, or the COPY started).
+    held: [],
+    release_on: nil
   ]
 
   @doc false
@@ -105,9 +111,11 @@ defmodule PgliteEx.Server.Connection do
     {messages, state} = drop_deferred_replies(messages, state)
     state = %{state | copy_in: Violations.copy_in_after(messages, state.copy_in)}
 
-    case :gen_tcp.send(state.socket, messages) do
-      :ok -> {:noreply, written(state, from, bytes)}
-      {:error, _} -> {:stop, :normal, state}
+    with :ok <- :gen_tcp.send(state.socket, messages),
+         {:ok, state} <- release_held(written(state, from, bytes), messages) do
+      {:noreply, state}
+    else
+      _ -> {:stop, :normal, state}
     end
   end
 
@@ -263,11 +271,16 @@ defmodule PgliteEx.Server.Connection do
     close_fatal(state, "08P01", "expected a SASL response message")
   end
 
+  defp handle_messages(messages, %{phase: :ready, held: [_ | _]} = state), do: {:ok, %{state | held: state.held ++ messages}}
+
   # Nothing a server would refuse from this connection reaches the shared backend.
   defp handle_messages(messages, %{phase: :ready} = state) do
-    case Violations.check(messages, state.copy_in) do
+    {now, later, release_on} = if state.copy_in, do: {messages, [], nil}, else: Violations.split_at_copy(messages)
+
+    case Violations.check(now, state.copy_in) do
       {:ok, copy_in} ->
-        submit(messages, %{state | copy_in: copy_in})
+        state = if later == [], do: state, else: %{state | held: later, release_on: release_on}
+        submit(now, %{state | copy_in: copy_in})
 
       {:close, replies} ->
         Logger.debug("closing client connection: a message its server would refuse")
@@ -277,6 +290,20 @@ defmodule PgliteEx.Server.Connection do
   end
 
   defp handle_messages([], state), do: {:ok, state}
+
+  # The backend has said whether the COPY started: the held messages go through the
+  # usual checks now, inside or outside COPY.
+  defp release_held(%{held: []} = state, _replies), do: {:ok, state}
+
+  defp release_held(%{release_on: {mode, n}} = state, replies) do
+    left = n - Enum.count(replies, &match?(<<?Z, _::binary>>, &1))
+
+    if left <= 0 or (mode == :copy and state.copy_in) do
+      handle_messages(state.held, %{state | held: [], release_on: nil})
+    else
+      {:ok, %{state | release_on: {mode, left}}}
+    end
+  end
 
   defp submit(messages, state) do
     {messages, terminate?} =
@@ -314,7 +341,7 @@ defmodule PgliteEx.Server.Connection do
       :ok -> {:ok, %{state | open: batch.open, deferred: [], skip_ready: state.skip_ready + batch.skip}}
       :idle -> {:ok, idle_ready(state)}
       :deferred -> {:ok, defer(batch, messages, state)}
-      {:canceled, code, message} -> {:ok, canceled(state, code, message)}
+      {:canceled, code, message} -> release_held(canceled(state, code, message), [Wire.ready_for_query(?I)])
       {:error, {:fatal, code, message}} -> close_fatal(state, code, message)
       {:error, _} -> backend_lost(state)
     end

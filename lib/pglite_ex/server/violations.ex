@@ -62,6 +62,33 @@ defmodule PgliteEx.Server.Violations do
   defp check_one({tag, _, _}, {:ok, copy_in}), do: {:cont, {:ok, copy_in and tag not in ~c"cf"}}
 
   @doc """
+  Splits a batch after a Query that may start COPY FROM STDIN (its text names
+  `stdin`) and the COPY messages right behind it: `{now, later, release}`. `later`
+  (from the first other message on) must wait until the backend has said whether the
+  COPY started: inside it, a Query is refused as a server refuses it; sent along, it
+  would reach the shared backend in COPY, which ends it for everyone. `release`:
+  `{:ready, n}` when `now` ends the COPY itself (CopyDone or CopyFail), so only the
+  n-th ReadyForQuery (the COPY's) tells; `{:copy, n}` when a CopyInResponse tells too.
+  """
+  @spec split_at_copy([{byte(), binary(), binary()}]) :: {list(), list(), {:ready | :copy, pos_integer()}}
+  def split_at_copy(messages) do
+    case Enum.split_while(messages, &(not copy_query?(&1))) do
+      {_, []} ->
+        {messages, [], nil}
+
+      {before, [copy | rest]} ->
+        {data, later} = Enum.split_while(rest, fn {tag, _, _} -> tag in @in_copy end)
+        # Each Query, FunctionCall and Sync before it is answered by one ReadyForQuery.
+        n = Enum.count(before, fn {tag, _, _} -> tag in ~c"QSF" end) + 1
+        ends? = Enum.any?(data, fn {tag, _, _} -> tag in ~c"cf" end)
+        {before ++ [copy | data], later, {if(ends?, do: :ready, else: :copy), n}}
+    end
+  end
+
+  defp copy_query?({?Q, body, _}), do: PgliteEx.Words.any?(body, :copy_stdin, ["stdin"])
+  defp copy_query?(_message), do: false
+
+  @doc """
   Whether the client is in COPY FROM STDIN after the backend's `replies` (raw
   messages): CopyInResponse starts it; CommandComplete, ErrorResponse and
   ReadyForQuery end it.
