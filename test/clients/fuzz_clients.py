@@ -62,6 +62,8 @@ CORPUS = [
 def mutate(rng, messages):
     messages = list(messages)
     for _ in range(rng.randint(1, 3)):
+        if not messages:
+            messages = [SYNC]
         kind = rng.randrange(10)
         i = rng.randrange(len(messages))
         m = bytearray(messages[i])
@@ -125,7 +127,8 @@ def fuzzer(n):
 
 threads = [threading.Thread(target=fuzzer, args=(n,)) for n in range(clients)]
 canary = psycopg.connect(autocommit=True)
-canary.execute("CREATE TABLE IF NOT EXISTS fuzz_canary (n int)")
+canary.execute("DROP TABLE IF EXISTS fuzz_canary")
+canary.execute("CREATE TABLE fuzz_canary (n int)")
 committed, failures, slowest = 0, [], 0.0
 for t in threads:
     t.start()
