@@ -77,6 +77,7 @@ defmodule PgliteEx do
           optional(:deferrable) => boolean(),
           optional(:session) => boolean(),
           optional(:listen) => list(),
+          optional(:idle_timeout) => String.t() | nil,
           optional(:cancellable) => boolean(),
           optional(:ends_turn) => boolean(),
           optional(:ends_transaction) => boolean()
@@ -380,6 +381,10 @@ defmodule PgliteEx do
       {:client, pid} when state.probe == nil and state.process != nil ->
         PortProcess.probe(state.process)
         {:noreply, %{state | probe: {pid, state.turn_first, InFlight.mark(state.in_flight)}}}
+
+      {:chore, chore, _} when state.probe == nil and state.process != nil ->
+        PortProcess.probe(state.process)
+        {:noreply, %{state | probe: {:chore, chore, state.written}}}
 
       _ ->
         {:noreply, arm_timers(state)}
@@ -763,7 +768,13 @@ defmodule PgliteEx do
         |> MapSet.union(MapSet.new(Map.get(meta, :prepared, [])))
         |> MapSet.difference(MapSet.new(Map.get(meta, :closed, [])))
 
-      %{client | statements: statements, dirty: client.dirty or Map.get(meta, :session, false)}
+      settings =
+        case Map.get(meta, :idle_timeout) do
+          nil -> client.settings
+          value -> Map.put(client.settings, "idle_in_transaction_session_timeout", String.replace(value, " ", ""))
+        end
+
+      %{client | statements: statements, settings: settings, dirty: client.dirty or Map.get(meta, :session, false)}
     end)
   end
 
@@ -898,6 +909,13 @@ defmodule PgliteEx do
     end
   end
 
+  # A chore holding the backend while clients wait is checked the same way.
+  defp arm_wedge_check(%{wedge_timer: nil, probe: nil, holder: {:chore, _, _}} = state) do
+    if :queue.is_empty(state.queue),
+      do: state,
+      else: %{state | wedge_timer: Process.send_after(self(), :wedge_check, @wedge_check_ms)}
+  end
+
   defp arm_wedge_check(state), do: state
 
   # The backend has answered everything written before the probe and waits for input.
@@ -924,7 +942,26 @@ defmodule PgliteEx do
     end
   end
 
+  # A chore whose replies never came although the backend waits for input: what the
+  # backend's session holds is unknown, so a barrier puts it right before anyone's turn.
+  defp port_idle(%{probe: {:chore, chore, written}, holder: {:chore, chore, _}, written: written} = state) do
+    Logger.error("wedge: the backend is idle but a #{chore_kind(chore)} chore still expects replies (#{inspect(state.in_flight)}); starting over with a barrier")
+    abandon_chore(chore)
+    token = "pglite-barrier-#{System.unique_integer([:positive])}"
+    next(%{state | probe: nil, holder: nil, in_flight: InFlight.new(), applied: :unknown, chores: [{:barrier, token} | state.chores]})
+  end
+
   defp port_idle(state), do: %{state | probe: nil}
+
+  defp chore_kind(chore) when is_tuple(chore), do: elem(chore, 0)
+  defp chore_kind(chore), do: chore
+
+  # Whoever waits for an abandoned chore gets an error instead of nothing.
+  defp abandon_chore({:register, from, _pid}),
+    do: GenServer.reply(from, {:error, {:fatal, "XX000", "internal error in the pglite front end: the backend did not answer (logged)"}})
+
+  defp abandon_chore({:query, from, _sql}), do: GenServer.reply(from, {:error, :backend_did_not_answer})
+  defp abandon_chore(_chore), do: :ok
 
   defp describe({:sent, _pid, kinds}), do: "sent:" <> List.to_string(kinds)
   defp describe({:got, tag}), do: <<tag>>

@@ -12,12 +12,10 @@ defmodule Pglite.BinaryInetTest do
 
   test "binary inet and cidr are the server's bytes both ways (psycopg, raw protocol, binary COPY)" do
     {:ok, pg} = Pglite.start_link()
-    {ours, status} = python(pg, "binary_inet")
-    assert status == 0, ours
-    {theirs, 0} = python_on_a_server("binary_inet")
+    {ours, theirs} = transcripts(pg, "binary_inet")
     assert ours == theirs
-    assert ours =~ "binary result 1.2.3.4/32: IPv4Address('1.2.3.4') IPv4Network('1.2.3.4/32') 0220000401020304"
-    assert ours =~ ~s(raw binary parameter with family byte 1: ['22P03 invalid address family in external "inet" value'])
+    assert "binary result 1.2.3.4/32: IPv4Address('1.2.3.4') IPv4Network('1.2.3.4/32') 0220000401020304" in ours
+    assert ~s(raw binary parameter with family byte 1: ['22P03 invalid address family in external "inet" value']) in ours
   end
 
   test "node-postgres in binary mode gets the server's inet and cidr bytes" do

@@ -13,12 +13,7 @@ defmodule Pglite.IdleAnswersTest do
 
   test "a lone Sync from an idle client is answered at once, as from a server, while another client holds a transaction" do
     {:ok, pg} = Pglite.start_link()
-    {ours, status} = python(pg, "idle_answers")
-    assert status == 0, ours
-    {theirs, 0} = python_on_a_server("idle_answers")
-
-    ours = String.split(ours, "\n", trim: true)
-    theirs = String.split(theirs, "\n", trim: true)
+    {ours, theirs} = transcripts(pg, "idle_answers")
     assert length(ours) == length(theirs), Enum.join(ours, "\n")
 
     # Every line as on the server, but that a Query waits for the holder's turn here

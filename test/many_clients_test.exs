@@ -172,6 +172,12 @@ defmodule Pglite.ManyClientsTest do
     kill9(os_pid)
   end
 
+  test "idle_in_transaction_session_timeout set inside the transaction ends the session as on a server", %{pg: pg} do
+    {ours, theirs} = transcripts(pg, "idle_in_transaction")
+    assert ours == theirs
+    assert "inside the transaction: closed: terminating connection due to idle-in-transaction timeout" in ours
+  end
+
   test "a client idle in COPY while others wait is disconnected and its rows are not kept", %{pg: pg} do
     {:ok, _} = Pglite.query(pg, "CREATE TABLE ledger (id int)")
     {copier, os_pid} = open_psql(pg)

@@ -12,12 +12,7 @@ defmodule Pglite.RefusedMessagesTest do
 
   test "a message a server refuses (password after authentication, too long, malformed, a Query during COPY) closes its sender alone, with the server's error" do
     {:ok, pg} = Pglite.start_link()
-    {ours, status} = python(pg, "refused_messages")
-    assert status == 0, ours
-    {theirs, 0} = python_on_a_server("refused_messages")
-
-    ours = String.split(ours, "\n", trim: true)
-    theirs = String.split(theirs, "\n", trim: true)
+    {ours, theirs} = transcripts(pg, "refused_messages")
     assert length(ours) == 12, Enum.join(ours, "\n")
     assert "huge password message: FATAL 08P01 closed" in ours
 

@@ -12,12 +12,7 @@ defmodule Pglite.ReportedParametersTest do
 
   test "ParameterStatus at start-up reports the backend's values, as a server does" do
     {:ok, pg} = Pglite.start_link()
-    {ours, status} = python(pg, "reported_parameters")
-    assert status == 0, ours
-    {theirs, 0} = python_on_a_server("reported_parameters")
-
-    ours = String.split(ours, "\n", trim: true)
-    theirs = String.split(theirs, "\n", trim: true)
+    {ours, theirs} = transcripts(pg, "reported_parameters")
     assert length(ours) == length(theirs), Enum.join(ours, "\n")
 
     # The server here is PostgreSQL 15, which replaced non-ASCII bytes of an

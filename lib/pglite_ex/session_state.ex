@@ -27,6 +27,7 @@ defmodule PgliteEx.SessionState do
   # and words that do it from anywhere in a statement.
   @changes ~r/(?:^|;)\s*(?:set|reset|discard|prepare|deallocate|declare|close|listen|unlisten|load)\b|\btemp(?:orary)?\b|pg_temp|set_config\s*\(|\bset\s+(?:session\s+)?role\b/i
 
+  @idle_timeout_set ~r/\bset\s+(?:session\s+|local\s+)?idle_in_transaction_session_timeout\s*(?:=|to)\s*'?([0-9]+\s*[a-z]*)'?/i
   @listen ~r/(?:^|;)\s*(listen|unlisten)\s+("(?:[^"]|"")*"|\*|[^\s;]+)/i
 
   @sql_names ~r/(?:^|;)\s*(declare|prepare)\s+("(?:[^"]|"")*"|[^\s;(]+)/i
@@ -77,6 +78,24 @@ defmodule PgliteEx.SessionState do
   def sql_names(messages) do
     for text <- sql_texts(messages), [_, verb, name] <- Regex.scan(@sql_names, text) do
       {if(String.downcase(verb) == "declare", do: :portal, else: :statement), identifier(name)}
+    end
+  end
+
+  @doc """
+  The value the last `SET [SESSION | LOCAL] idle_in_transaction_session_timeout`
+  in messages gives it, or nil. The session's settings are read only after a turn,
+  and a turn lasts the whole transaction; a server applies this one at once, inside
+  the transaction too, so it is taken from the text.
+  """
+  @spec idle_timeout_set([{byte(), binary(), binary()}]) :: String.t() | nil
+  def idle_timeout_set(messages) do
+    messages
+    |> sql_texts()
+    |> Enum.flat_map(&Regex.scan(@idle_timeout_set, &1, capture: :all_but_first))
+    |> List.last()
+    |> case do
+      [value] -> value
+      nil -> nil
     end
   end
 

@@ -42,6 +42,19 @@ defmodule Pglite.TestClients do
   """
   def python_on_a_server(script), do: on_a_server("python3", Path.expand("../clients/#{script}.py", __DIR__))
 
+  @doc """
+  Runs test/clients/<script>.py against `pg` and against a PostgreSQL server: both
+  transcripts, as lines. Raises with the output if the script fails on either.
+  """
+  def transcripts(pg, script) do
+    lines = fn
+      {out, 0} -> String.split(out, "\n", trim: true)
+      {out, status} -> raise "#{script}.py exited with #{status}:\n#{out}"
+    end
+
+    {lines.(python(pg, script)), lines.(python_on_a_server(script))}
+  end
+
   @doc "Runs test/clients/node/<script>.js against a new `Pglite.NativeServer`, as `python_on_a_server/1`."
   def node_on_a_server(script), do: on_a_server("node", Path.expand("../clients/node/#{script}.js", __DIR__))
 

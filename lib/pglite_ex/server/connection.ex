@@ -329,6 +329,7 @@ defmodule PgliteEx.Server.Connection do
       session: session?,
       # LISTEN and UNLISTEN change the session: no need to look for them otherwise.
       listen: if(session?, do: SessionState.listen_ops(messages), else: []),
+      idle_timeout: if(session?, do: SessionState.idle_timeout_set(messages)),
       cancellable: cancellable?(messages, batch),
       ends_turn: ends_turn?,
       ends_transaction: ends_turn? and TurnEnd.ends_transaction?(messages)
