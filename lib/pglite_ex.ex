@@ -136,12 +136,18 @@ defmodule PgliteEx do
     # The next client's request, written to the port behind the holder's last one:
     # nil | %{pid: pid, meta: meta, frame: n, gone: nil | client}
     ahead: nil,
-    # The wedge check's timer, the probe written (nil | {holder, turn_first, mark}), and
+    # The wedge check's timer, its probe (nil | {number, {holder, turn_first, mark} |
+    # {:chore, chore, written}}), and
     # the turn's last messages, newest first.
     wedge_timer: nil,
     probe: nil,
     history: [],
     history_len: 0,
+    # Idle probes written to the port and answered (the answers come in order), and the
+    # number of the probe a barrier waits for.
+    probes_sent: 0,
+    probes_answered: 0,
+    barrier_probe: nil,
     # The port holds its output for a holder that stopped reading (PgliteEx.OutputFlow).
     paused: false
   ]
@@ -297,7 +303,7 @@ defmodule PgliteEx do
 
   @impl true
   def handle_info({port, {:data, @idle_reply}}, %{process: %{port: port}} = state),
-    do: {:noreply, state |> port_idle() |> arm_timers()}
+    do: {:noreply, state |> idle_answered() |> arm_timers()}
 
   def handle_info({port, {:data, frame}}, %{process: %{port: port}} = state) do
     state = end_busy_wait(state)
@@ -379,12 +385,12 @@ defmodule PgliteEx do
 
     case state.holder do
       {:client, pid} when state.probe == nil and state.process != nil ->
-        PortProcess.probe(state.process)
-        {:noreply, %{state | probe: {pid, state.turn_first, InFlight.mark(state.in_flight)}}}
+        {state, n} = send_probe(state)
+        {:noreply, %{state | probe: {n, {pid, state.turn_first, InFlight.mark(state.in_flight)}}}}
 
       {:chore, chore, _} when state.probe == nil and state.process != nil ->
-        PortProcess.probe(state.process)
-        {:noreply, %{state | probe: {:chore, chore, state.written}}}
+        {state, n} = send_probe(state)
+        {:noreply, %{state | probe: {n, {:chore, chore, state.written}}}}
 
       _ ->
         {:noreply, arm_timers(state)}
@@ -447,12 +453,6 @@ defmodule PgliteEx do
   defp track_state({?Z, <<status>>, _}, state), do: %{state | status: status, in_copy: false}
   defp track_state({?G, _, _}, state), do: %{state | in_copy: true}
 
-  # The marker row: every reply owed to the vanished client has come; the marker
-  # query's own ReadyForQuery is what is left.
-  defp track_state({?D, body, _}, %{holder: {:chore, {:barrier, token}, _}} = state) do
-    if Wire.data_row(body) == [token], do: %{state | in_flight: InFlight.settled(state.in_flight, ~c"Q")}, else: state
-  end
-
   defp track_state({?S, _, _}, %{holder: {:client, pid}} = state), do: update_client(state, pid, &%{&1 | dirty: true})
   defp track_state(_message, state), do: state
 
@@ -465,8 +465,8 @@ defmodule PgliteEx do
     update_client(state, pid, &%{&1 | unwritten: &1.unwritten + bytes})
   end
 
-  # What a vanished client left running answers nobody: only the marker row matters,
-  # and it is seen on the way (track_state/2). Nothing is kept.
+  # What a vanished client left running answers nobody: the barrier ends when its idle
+  # probe is answered (idle_answered/1). Nothing is kept.
   defp deliver(%{holder: {:chore, {:barrier, _}, _}} = state, _messages), do: state
 
   defp deliver(%{holder: {:chore, chore, acc}} = state, messages) do
@@ -637,7 +637,10 @@ defmodule PgliteEx do
   defp run_chore(state, chore) do
     case chore_payload(chore, state) do
       nil -> state |> chore_done(chore, []) |> next()
-      {payload, :barrier} -> %{write(%{state | holder: {:chore, chore, []}}, payload, %{kinds: [], open: false}) | in_flight: InFlight.unknown()}
+      {payload, :barrier} ->
+        state = %{write(%{state | holder: {:chore, chore, []}}, payload, %{kinds: [], open: false}) | in_flight: InFlight.unknown()}
+        {state, n} = send_probe(state)
+        %{state | barrier_probe: n}
       {payload, kinds} -> write(%{state | holder: {:chore, chore, []}}, payload, %{kinds: kinds, open: false})
     end
   end
@@ -662,11 +665,11 @@ defmodule PgliteEx do
 
   # Whatever a vanished client left running (COPY IN, an extended sequence, a
   # transaction) ends here: CopyFail and Sync are harmless when there is nothing to
-  # end, and the marker row says when every reply to them has come. The ROLLBACK goes
-  # first in the marker's query: in a failed transaction a lone SELECT would fail too,
-  # its row would never come, and nobody would get the backend again.
-  defp chore_payload({:barrier, token}, _state) do
-    {[Wire.message(?f, ["client went away", 0]), Wire.sync(), Wire.query("ROLLBACK; SELECT '#{token}'")], :barrier}
+  # end. An idle probe written behind them says when every reply to them has come,
+  # whatever the session left (a marker row, as before, never came when a fuzzed
+  # client had left a statement_timeout that canceled the marker's query).
+  defp chore_payload({:barrier, _token}, _state) do
+    {[Wire.message(?f, ["client went away", 0]), Wire.sync(), Wire.query("ROLLBACK")], :barrier}
   end
 
   defp chore_done(state, {:apply, settings, pid}, messages) do
@@ -924,9 +927,28 @@ defmodule PgliteEx do
   # messages, and end the turn rather than let everyone wait for ever. Its client waits
   # for replies that will not come (or came to another): it is disconnected with an
   # error that says so, and cleaned up after like any client that leaves.
-  defp port_idle(%{probe: {pid, first, mark}, holder: {:client, pid}, turn_first: first, in_copy: false} = state) do
-    state = %{state | probe: nil}
+  defp send_probe(state) do
+    PortProcess.probe(state.process)
+    n = state.probes_sent + 1
+    {%{state | probes_sent: n}, n}
+  end
 
+  # The port answered a probe: everything written before it has been answered.
+  defp idle_answered(state) do
+    n = state.probes_answered + 1
+    state = %{state | probes_answered: n}
+    state = if state.barrier_probe == n, do: barrier_drained(%{state | barrier_probe: nil}), else: state
+
+    case state.probe do
+      {^n, what} -> port_idle(%{state | probe: nil}, what)
+      _ -> state
+    end
+  end
+
+  defp barrier_drained(%{holder: {:chore, {:barrier, _}, _}} = state), do: maybe_release(%{state | in_flight: InFlight.new()})
+  defp barrier_drained(state), do: state
+
+  defp port_idle(%{holder: {:client, pid}, turn_first: first, in_copy: false} = state, {pid, first, mark}) do
     if InFlight.answered?(state.in_flight, mark) do
       state
     else
@@ -944,14 +966,14 @@ defmodule PgliteEx do
 
   # A chore whose replies never came although the backend waits for input: what the
   # backend's session holds is unknown, so a barrier puts it right before anyone's turn.
-  defp port_idle(%{probe: {:chore, chore, written}, holder: {:chore, chore, _}, written: written} = state) do
+  defp port_idle(%{holder: {:chore, chore, _}, written: written} = state, {:chore, chore, written}) do
     Logger.error("wedge: the backend is idle but a #{chore_kind(chore)} chore still expects replies (#{inspect(state.in_flight)}); starting over with a barrier")
     abandon_chore(chore)
     token = "pglite-barrier-#{System.unique_integer([:positive])}"
-    next(%{state | probe: nil, holder: nil, in_flight: InFlight.new(), applied: :unknown, chores: [{:barrier, token} | state.chores]})
+    next(%{state | holder: nil, in_flight: InFlight.new(), applied: :unknown, chores: [{:barrier, token} | state.chores]})
   end
 
-  defp port_idle(state), do: %{state | probe: nil}
+  defp port_idle(state, _what), do: state
 
   defp chore_kind(chore) when is_tuple(chore), do: elem(chore, 0)
   defp chore_kind(chore), do: chore
@@ -1121,6 +1143,9 @@ defmodule PgliteEx do
         closing: false,
         ahead: nil,
         probe: nil,
+        probes_sent: 0,
+        probes_answered: 0,
+        barrier_probe: nil,
         history: [],
         history_len: 0
     }

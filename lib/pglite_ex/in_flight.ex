@@ -46,14 +46,11 @@ defmodule PgliteEx.InFlight do
 
   @doc """
   Replies of unknown number are coming (what a vanished client left running): owed
-  until `settled/2` is called.
+  until the caller knows better (`PgliteEx`: the barrier's idle probe is answered)
+  and starts `new/0`.
   """
   @spec unknown() :: t()
   def unknown, do: %__MODULE__{queue: :queue.new(), unknown: true}
-
-  @doc "The barrier's marker was seen: from now on only `kinds` are owed."
-  @spec settled(t(), [byte()]) :: t()
-  def settled(%__MODULE__{}, kinds), do: sent(new(), kinds)
 
   @doc "The message types of `messages` that get replies, in order."
   @spec kinds([{byte(), binary(), binary()}]) :: [byte()]
