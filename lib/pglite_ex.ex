@@ -534,6 +534,13 @@ defmodule PgliteEx do
 
   defp next(%{holder: nil, chores: [chore | chores]} = state), do: run_chore(%{state | chores: chores}, chore)
 
+  # Nobody's turn starts inside a transaction: one a chore could not end (its ROLLBACK
+  # canceled by a statement_timeout a vanished client left, seen in a fuzz run) is
+  # rolled back first, again if need be.
+  defp next(%{holder: nil, status: status} = state) when status != ?I and state.process != nil do
+    if :queue.is_empty(state.queue), do: state, else: run_chore(state, :rollback)
+  end
+
   defp next(%{holder: nil} = state) do
     case :queue.out(state.queue) do
       {:empty, _} ->

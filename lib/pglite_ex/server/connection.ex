@@ -54,10 +54,11 @@ defmodule PgliteEx.Server.Connection do
     copy_in: false,
     # Bytes written to the socket and not yet reported to PgliteEx (PgliteEx.OutputFlow).
     written: 0,
-    # Messages sent behind a Query that may start COPY FROM STDIN, held until the
-    # backend says whether it did (PgliteEx.Server.Violations.split_at_copy/1), and
-    # what releases them: {:ready, n} (the n-th ReadyForQuery from now) or {:copy, n}
-    # (that, or the COPY started).
+    # Messages sent behind a Query that may start COPY FROM STDIN, in its write or in
+    # later ones, held until the backend says whether it did
+    # (PgliteEx.Server.Violations.split_at_copy/1), and what releases them: nil (nothing
+    # awaited), {:ready, n} (the n-th ReadyForQuery from now) or {:copy, n} (that, or
+    # the COPY started).
     held: [],
     release_on: nil
   ]
@@ -271,7 +272,7 @@ defmodule PgliteEx.Server.Connection do
     close_fatal(state, "08P01", "expected a SASL response message")
   end
 
-  defp handle_messages(messages, %{phase: :ready, held: [_ | _]} = state), do: {:ok, %{state | held: state.held ++ messages}}
+  defp handle_messages(messages, %{phase: :ready, release_on: {_, _}} = state), do: {:ok, %{state | held: state.held ++ messages}}
 
   # Nothing a server would refuse from this connection reaches the shared backend.
   defp handle_messages(messages, %{phase: :ready} = state) do
@@ -279,8 +280,7 @@ defmodule PgliteEx.Server.Connection do
 
     case Violations.check(now, state.copy_in) do
       {:ok, copy_in} ->
-        state = if later == [], do: state, else: %{state | held: later, release_on: release_on}
-        submit(now, %{state | copy_in: copy_in})
+        submit(now, %{state | copy_in: copy_in, held: later, release_on: release_on})
 
       {:close, replies} ->
         Logger.debug("closing client connection: a message its server would refuse")
@@ -293,7 +293,7 @@ defmodule PgliteEx.Server.Connection do
 
   # The backend has said whether the COPY started: the held messages go through the
   # usual checks now, inside or outside COPY.
-  defp release_held(%{held: []} = state, _replies), do: {:ok, state}
+  defp release_held(%{release_on: nil} = state, _replies), do: {:ok, state}
 
   defp release_held(%{release_on: {mode, n}} = state, replies) do
     left = n - Enum.count(replies, &match?(<<?Z, _::binary>>, &1))

@@ -64,13 +64,14 @@ defmodule PgliteEx.Server.Violations do
   @doc """
   Splits a batch after a Query that may start COPY FROM STDIN (its text names
   `stdin`) and the COPY messages right behind it: `{now, later, release}`. `later`
-  (from the first other message on) must wait until the backend has said whether the
-  COPY started: inside it, a Query is refused as a server refuses it; sent along, it
-  would reach the shared backend in COPY, which ends it for everyone. `release`:
+  (from the first other message on), and whatever the client sends next, must wait
+  until the backend has said whether the COPY started: inside it, a Query is refused
+  as a server refuses it; sent along, it would reach the shared backend in COPY,
+  which ends it for everyone. `release` (nil when there is no such Query):
   `{:ready, n}` when `now` ends the COPY itself (CopyDone or CopyFail), so only the
   n-th ReadyForQuery (the COPY's) tells; `{:copy, n}` when a CopyInResponse tells too.
   """
-  @spec split_at_copy([{byte(), binary(), binary()}]) :: {list(), list(), {:ready | :copy, pos_integer()}}
+  @spec split_at_copy([{byte(), binary(), binary()}]) :: {list(), list(), nil | {:ready | :copy, pos_integer()}}
   def split_at_copy(messages) do
     case Enum.split_while(messages, &(not copy_query?(&1))) do
       {_, []} ->
