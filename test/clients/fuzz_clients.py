@@ -20,6 +20,8 @@ import psycopg
 from wire_client import cstr, login, message
 
 seed, seconds = int(sys.argv[1]), float(sys.argv[2])
+# No socket of a fuzz client may wait for ever (a login included).
+socket.setdefaulttimeout(10)
 clients = int(sys.argv[3]) if len(sys.argv) > 3 else 4
 
 

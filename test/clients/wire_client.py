@@ -54,6 +54,8 @@ def login():
         scram(s)
     while True:
         tag, _ = recv_message(s)
+        if tag is None:
+            raise ConnectionError("the server closed the connection during login")
         if tag == b"Z":
             return s
 
