@@ -148,6 +148,8 @@ defmodule PgliteEx do
     probes_sent: 0,
     probes_answered: 0,
     barrier_probe: nil,
+    # A ROLLBACK was tried since the last client's turn (see next/1).
+    rollback_tried: false,
     # The port holds its output for a holder that stopped reading (PgliteEx.OutputFlow).
     paused: false
   ]
@@ -534,11 +536,12 @@ defmodule PgliteEx do
 
   defp next(%{holder: nil, chores: [chore | chores]} = state), do: run_chore(%{state | chores: chores}, chore)
 
-  # Nobody's turn starts inside a transaction: one a chore could not end (its ROLLBACK
-  # canceled by a statement_timeout a vanished client left, seen in a fuzz run) is
-  # rolled back first, again if need be.
-  defp next(%{holder: nil, status: status} = state) when status != ?I and state.process != nil do
-    if :queue.is_empty(state.queue), do: state, else: run_chore(state, :rollback)
+  # A turn should not start inside a transaction a chore could not end (its ROLLBACK
+  # canceled by a statement_timeout a vanished client left, seen in a fuzz run): one
+  # ROLLBACK is tried first. Only one: when that fails too (the same timeout), retrying
+  # spun for ever in a later fuzz run; the next client goes on and sees the error.
+  defp next(%{holder: nil, status: status, rollback_tried: false} = state) when status != ?I and state.process != nil do
+    if :queue.is_empty(state.queue), do: state, else: run_chore(%{state | rollback_tried: true}, :rollback)
   end
 
   defp next(%{holder: nil} = state) do
@@ -572,7 +575,7 @@ defmodule PgliteEx do
   defp next(state), do: maybe_ahead(state)
 
   defp take_turn(state, pid, payload, meta) do
-    %{state | holder: {:client, pid}, turn_first: PortProcess.next_frame(state.written), history: [], history_len: 0}
+    %{state | holder: {:client, pid}, rollback_tried: false, turn_first: PortProcess.next_frame(state.written), history: [], history_len: 0}
     |> write(payload, meta)
     |> maybe_ahead()
   end
