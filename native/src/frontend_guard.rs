@@ -96,7 +96,7 @@ impl FrontendGuard {
                 // What came before the bad header still goes (it may end a message
                 // begun in an earlier frame); from the header on, nothing can be read.
                 *self = FrontendGuard::default();
-                let (held, forward) = if started == 0 && !held.is_empty() { (Vec::new(), 0) } else { (held, started) };
+                let (held, forward) = before_header(held, started);
                 return Verdict::Reject { held, forward, reason };
             }
             next.header.clear();
@@ -104,7 +104,7 @@ impl FrontendGuard {
             if tag == b'X' {
                 // Only what came before the Terminate: none of its header is forwarded.
                 *self = next;
-                let (held, forward) = if started == 0 && !held.is_empty() { (Vec::new(), 0) } else { (held, started) };
+                let (held, forward) = before_header(held, started);
                 return Verdict::Forward { held, forward, terminate: true };
             }
         }
@@ -116,6 +116,16 @@ impl FrontendGuard {
 /// PostgreSQL's small-message limit (PQ_SMALL_MESSAGE_LIMIT): longer Describe, Close,
 /// Execute, Sync, Flush, Terminate, CopyDone or CopyFail messages end its session.
 const SMALL_MESSAGE_LEN: usize = 10_000;
+
+/// What precedes a header that starts at `started` in the frame: `held` and the
+/// frame's bytes before it, or nothing when the header began in `held` itself.
+fn before_header(held: Vec<u8>, started: usize) -> (Vec<u8>, usize) {
+    if started == 0 && !held.is_empty() {
+        (Vec::new(), 0)
+    } else {
+        (held, started)
+    }
+}
 
 fn check_header(tag: u8, len: usize) -> Result<(), String> {
     let fixed_four = matches!(tag, b'S' | b'H' | b'X' | b'c');

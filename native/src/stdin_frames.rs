@@ -231,7 +231,7 @@ impl Reader {
     /// CancelRequest (acted on here), the messages before a Terminate and then the end.
     fn read_one(&mut self, clock: &StatementClock) -> Vec<Input> {
         let item = match read_frame(&mut *self.stdin) {
-            Ok(ReadFrame::Frame(mut frame)) => match self.guard.inspect(&frame) {
+            Ok(ReadFrame::Frame(frame)) => match self.guard.inspect(&frame) {
                 Verdict::Cancel { first, last } => {
                     clock.cancel(first, last);
                     return Vec::new();
@@ -248,10 +248,7 @@ impl Reader {
                     return Vec::new();
                 }
                 Verdict::Forward { held, forward, terminate } => {
-                    frame.truncate(forward);
-                    if !held.is_empty() {
-                        frame.splice(0..0, held);
-                    }
+                    let frame = forwarded(frame, held, forward);
                     let number = self.number();
                     let data = (!frame.is_empty()).then(|| Input::Data(frame, number));
                     self.ended = terminate;
@@ -262,10 +259,7 @@ impl Reader {
                     return data.into_iter().chain(end).collect();
                 }
                 Verdict::Reject { held, forward, reason } => {
-                    frame.truncate(forward);
-                    if !held.is_empty() {
-                        frame.splice(0..0, held);
-                    }
+                    let frame = forwarded(frame, held, forward);
                     let number = self.number();
                     log::warn!("refused a stdin frame: {reason}");
                     let data = (!frame.is_empty()).then(|| Input::Data(frame, number));
@@ -300,6 +294,15 @@ impl Reader {
         self.gate.end();
         Input::End(EndReason::Truncated(e.to_string()))
     }
+}
+
+/// `held` bytes, then the first `forward` bytes of `frame`.
+fn forwarded(mut frame: Vec<u8>, held: Vec<u8>, forward: usize) -> Vec<u8> {
+    frame.truncate(forward);
+    if !held.is_empty() {
+        frame.splice(0..0, held);
+    }
+    frame
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
