@@ -43,8 +43,8 @@ fn main() -> ExitCode {
 /// PL/pgSQL function calling itself ran out at 300-500 levels). Running out is ERROR
 /// 54001 now (`stack_limit`), so this sets how deep statements may nest: with 8 MiB
 /// a PL/pgSQL recursion stops at max_stack_depth first (2,400 levels at our 4MB; a
-/// PostgreSQL 15 server at its 2MB default: ~1,000), nested json, which hardly
-/// touches the C stack, at ~40,000 levels (server: ~10,000).
+/// PostgreSQL 15 server at its 2MB default: between 500 and 1,000), nested json, which
+/// hardly touches the C stack, deeper than 40,000 levels (server: 5,000 to 20,000).
 const WASM_STACK_BYTES: usize = 8 << 20;
 
 fn run(config: &Config) -> Result<u8> {
@@ -221,7 +221,7 @@ fn postgres_args(config: &Config) -> Result<Vec<String>> {
         ("wal_buffers", "4MB"),
         ("min_wal_size", "80MB"),
         // Of the guest's 8 MiB C stack (see WASM_STACK_BYTES): PL/pgSQL recursion goes
-        // 2,400 levels deep before ERROR 54001 (a server at its 2MB default: ~1,000).
+        // 2,400 levels deep before ERROR 54001 (a server at its 2MB default: 500 to 1,000).
         ("max_stack_depth", "4MB"),
     ]
     .map(|(k, v)| (k.to_string(), v.to_string()))
