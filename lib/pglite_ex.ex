@@ -643,17 +643,24 @@ defmodule PgliteEx do
 
   defp maybe_ahead(state), do: state
 
-  # A chore with nothing to send is done at once.
+  # A chore with nothing to send is done at once. Chores run untimed: a
+  # statement_timeout a departed client left would cancel its cleanup.
   defp run_chore(state, chore) do
     case chore_payload(chore, state) do
       nil -> state |> chore_done(chore, []) |> next()
-      {payload, :barrier} ->
-        state = %{write(%{state | holder: {:chore, chore, []}}, payload, %{kinds: [], open: false}) | in_flight: InFlight.unknown()}
-        {state, n} = send_probe(state)
-        %{state | barrier_probe: n}
-      {payload, kinds} -> write(%{state | holder: {:chore, chore, []}}, payload, %{kinds: kinds, open: false})
+      payload ->
+        PortProcess.untimed(state.process)
+        write_chore(state, chore, payload)
     end
   end
+
+  defp write_chore(state, chore, {payload, :barrier}) do
+    state = %{write(%{state | holder: {:chore, chore, []}}, payload, %{kinds: [], open: false}) | in_flight: InFlight.unknown()}
+    {state, n} = send_probe(state)
+    %{state | barrier_probe: n}
+  end
+
+  defp write_chore(state, chore, {payload, kinds}), do: write(%{state | holder: {:chore, chore, []}}, payload, %{kinds: kinds, open: false})
 
   defp chore_payload({:apply, settings, _}, _state), do: {Wire.query(SessionState.restore_sql(settings)), ~c"Q"}
 

@@ -4,7 +4,8 @@ defmodule Pglite.FuzzTest do
   (seeded, so the same cases every run) beside a canary client that commits a row
   every 100 ms. The backend process never changes (no crash, no restart), the canary
   never fails and waits at most about the idle timeout, and every row it committed
-  is there. A short budget here; `FUZZ_SECONDS` runs longer by hand.
+  is there. A short budget here; `FUZZ_SECONDS` runs longer by hand, `FUZZ_SEED` other
+  cases.
   """
   use ExUnit.Case, async: false
   import Pglite.TestClients
@@ -13,11 +14,12 @@ defmodule Pglite.FuzzTest do
 
   test "mutated protocol from four clients never ends the backend, fails the canary or loses a commit" do
     seconds = System.get_env("FUZZ_SECONDS", "20")
+    seed = System.get_env("FUZZ_SEED", "7")
     {:ok, pg} = Pglite.start_link(idle_in_transaction_timeout: 2_000)
     backend = PgliteEx.Instance.backend(pg)
     os_pid = PgliteEx.os_pid(backend)
 
-    {out, status} = python(pg, "fuzz_clients", ["7", seconds, "4"])
+    {out, status} = python(pg, "fuzz_clients", [seed, seconds, "4"])
     assert status == 0, out
     IO.puts("\n" <> out)
 

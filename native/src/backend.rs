@@ -18,6 +18,7 @@ use crate::guest_symbols::DataSymbols;
 use crate::interrupts::GuestInterrupts;
 use crate::memory_pages::ZeroPageSweep;
 use crate::stack_limit::{self, StackLimit};
+use crate::stray_portals::StrayPortals;
 use crate::stdio_bridge::{GuestStderr, GuestStdin, GuestStdout};
 use crate::wire;
 
@@ -117,6 +118,8 @@ pub struct Backend {
     x: Exports,
     /// Turns a native stack overflow into ERROR 54001 (None: the module cannot).
     stack: Option<StackLimit>,
+    /// Fails the portals an ERROR left running (None: the module cannot).
+    portals: Option<StrayPortals>,
     stdout: GuestStdout,
     stderr: GuestStderr,
     active: bool,
@@ -196,11 +199,12 @@ impl Backend {
             .instantiate_ext(host.module.clone(), module_hash, &mut store)
             .context("instantiate the PostgreSQL module")?;
         let x = Exports::load(&mut store, &instance)?;
-        let stack = StackLimit::load(&store, &instance);
+        let stack = StackLimit::load(&mut store, &host.module, &instance);
+        let portals = StrayPortals::load(&mut store, &host.module, &instance);
         seed_exec_path(&mut store, &host.module, &instance, &env)?;
 
         log::debug!("instantiated in {:.1?}", started.elapsed());
-        let mut backend = Backend { store, module: host.module.clone(), instance, env, x, stack, stdout: stdio.stdout, stderr: stdio.stderr, active: false };
+        let mut backend = Backend { store, module: host.module.clone(), instance, env, x, stack, portals, stdout: stdio.stdout, stderr: stdio.stderr, active: false };
         let started = std::time::Instant::now();
         backend.boot().map_err(|e| backend.explain(e))?;
         log::debug!("PostgreSQL started in {:.1?} after that", started.elapsed());
@@ -300,7 +304,7 @@ impl Backend {
         self.push_input(&wire::query(sql))?;
         match self.main_loop_once() {
             Ok(None) => {}
-            Ok(Some(Trap::PgError)) => self.x.recover_error.call(&mut self.store).context("PostgresMainLongJmp")?,
+            Ok(Some(Trap::PgError)) => self.recover()?,
             Ok(Some(_)) => bail!("{sql}: the backend left its main loop"),
             Err(e) => return Err(anyhow::Error::new(e).context("PostgresMainLoopOnce")),
         }
@@ -344,8 +348,8 @@ impl Backend {
                 Ok(None) => {}
                 Ok(Some(Trap::Alive)) => break,
                 Ok(Some(Trap::PgError)) => {
-                    if let Err(e) = self.x.recover_error.call(&mut self.store) {
-                        return Err(self.died(format!("error recovery failed: {}", e.message())));
+                    if let Err(e) = self.recover() {
+                        return Err(self.died(format!("error recovery failed: {e:#}")));
                     }
                 }
                 Ok(Some(Trap::StackExhausted)) => {
@@ -394,14 +398,24 @@ impl Backend {
         };
         let call = |e: RuntimeError| e.message();
         let sp = self.x.get_stack_pointer.call(&mut self.store).map_err(call)?;
-        let err = stack.raise(&mut self.store).map_err(|e| format!("call stack exhausted, and raising the ERROR failed: {e:#}"))?;
+        let err = stack.raise(&mut self.store, &self.env).map_err(|e| format!("call stack exhausted, and raising the ERROR failed: {e:#}"))?;
         if !matches!(classify(&err), Trap::PgError) {
             return Err(format!("call stack exhausted, and raising the ERROR ended in: {}", err.message()));
         }
         self.x.set_stack_pointer.call(&mut self.store, sp).map_err(call)?;
-        self.x.recover_error.call(&mut self.store).map_err(|e| format!("error recovery failed: {}", e.message()))?;
+        self.recover().map_err(|e| format!("error recovery failed: {e:#}"))?;
         log::warn!("a statement ran out of native stack: ERROR 54001, the session goes on");
         Ok(())
+    }
+
+    /// PostgreSQL's error recovery at the top of its main loop (PostgresMainLongJmp),
+    /// with no portal left running by the ERROR (`stray_portals`).
+    fn recover(&mut self) -> Result<()> {
+        let recover = |store: &mut Store| self.x.recover_error.call(store).context("PostgresMainLongJmp");
+        match &self.portals {
+            Some(portals) => portals.recover(&mut self.store, &self.env, recover)?,
+            None => recover(&mut self.store),
+        }
     }
 
     fn died(&mut self, reason: String) -> BackendDied {

@@ -28,6 +28,10 @@ pub enum Verdict {
     /// hold the backend's output, or let it flow again (`output_gate`).
     Pause,
     Resume,
+    /// An Untimed packet, alone in its frame between messages: the next numbered frame
+    /// is the front end's own (session cleanup between clients) and runs without the
+    /// session's statement_timeout, which a departed client may have left tiny.
+    Untimed,
 }
 
 /// The CancelRequest packet: length 16, code 80877102, then pid and key.
@@ -40,6 +44,8 @@ pub const IDLE_PROBE: [u8; 8] = [0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x44];
 /// PauseOutput and ResumeOutput (length 8, codes 1234/5701 and 1234/5702), ours too.
 pub const PAUSE_OUTPUT: [u8; 8] = [0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x45];
 pub const RESUME_OUTPUT: [u8; 8] = [0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x46];
+/// Untimed (length 8, code 1234/5703), ours too.
+pub const UNTIMED: [u8; 8] = [0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x47];
 
 /// The port's answer to an IdleProbe: a frame no backend message can start (type 0).
 pub const IDLE_REPLY: &[u8] = b"\0pglite:idle";
@@ -69,6 +75,9 @@ impl FrontendGuard {
         }
         if between_messages && frame == RESUME_OUTPUT {
             return Verdict::Resume;
+        }
+        if between_messages && frame == UNTIMED {
+            return Verdict::Untimed;
         }
         let held = self.header.clone();
         let mut next = self.clone();
@@ -253,6 +262,7 @@ mod tests {
         let mut g = FrontendGuard::default();
         assert_eq!(g.inspect(&PAUSE_OUTPUT), Verdict::Pause);
         assert_eq!(g.inspect(&RESUME_OUTPUT), Verdict::Resume);
+        assert_eq!(g.inspect(&UNTIMED), Verdict::Untimed);
         let copy = message(b'd', &[0u8; 8]);
         assert!(matches!(g.inspect(&copy[..5]), Verdict::Forward { .. }));
         assert_eq!(g.inspect(&PAUSE_OUTPUT), forward(8));

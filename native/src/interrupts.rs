@@ -174,6 +174,10 @@ struct ClockState {
     /// The current frame's cancel came ahead of it: raised by the watcher, because
     /// PostgreSQL drops a cancel that arrives while it reads its command.
     deferred: bool,
+    /// The frame the front end marked as its own (an Untimed packet), if still ahead.
+    untimed: Option<u32>,
+    /// The current frame is that one: statement_timeout does not apply to it.
+    exempt: bool,
 }
 
 /// Where frame `n` stands against the range `first..=last`, in wrapping arithmetic.
@@ -220,6 +224,10 @@ impl StatementClock {
         self.with(|st| {
             between_requests(st, Some(Instant::now()));
             st.frame = number;
+            st.exempt = st.untimed == Some(number);
+            if st.untimed.is_some_and(|n| position(number, n, n) != Position::Before) {
+                st.untimed = None;
+            }
             if let Some((first, last)) = st.pending {
                 match position(number, first, last) {
                     Position::Before => {}
@@ -231,6 +239,13 @@ impl StatementClock {
                 }
             }
         });
+    }
+
+    /// Frame `number` is the front end's own work between clients (restoring a session,
+    /// rolling back what a departed client left): the session's statement_timeout, a
+    /// client's setting, must not cancel it.
+    pub fn untimed(&self, number: u32) {
+        self.with(|st| st.untimed = Some(number));
     }
 
     /// True while the backend works on a frame (from `frame_taken` to `idle`).
@@ -289,7 +304,7 @@ impl Drop for Armed {
 
 /// Cancels the running statement if it has run past the session's statement_timeout.
 fn statement_timeout(st: &mut ClockState) -> Duration {
-    match (&st.interrupts, st.busy_since, st.raised) {
+    match (&st.interrupts, st.busy_since, st.raised || st.exempt) {
         (Some(i), Some(since), false) => {
             let limit = Duration::from_millis(i.statement_timeout_ms());
             let elapsed = since.elapsed();

@@ -27,4 +27,5 @@ pub mod sql_cli;
 pub mod stdin_frames;
 pub mod stdin_wait;
 pub mod stdio_bridge;
+pub mod stray_portals;
 pub mod wire;

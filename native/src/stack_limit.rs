@@ -13,10 +13,17 @@
 //! errfinish) and the usual error recovery follows: the transaction is aborted and
 //! the session goes on. Inside a critical section errstart turns it into a PANIC, as
 //! PostgreSQL would.
+//!
+//! `error_context_stack` is cleared before the ERROR is raised: it points at callbacks
+//! in unwound frames (an ERROR raised during a Bind called one of them and the backend
+//! died). The portal the trap left running is `stray_portals`' to fail.
 
 use anyhow::{bail, Context, Result};
-use wasmer::{Instance, RuntimeError, Store, TypedFunction};
+use wasmer::{Instance, Module, RuntimeError, Store, TypedFunction};
 use wasmer_wasix::WasiFunctionEnv;
+
+use crate::guest_symbols::DataSymbols;
+use crate::stray_portals::poke;
 
 /// `ERROR` in PostgreSQL 17's elog.h.
 const ERROR: i32 = 21;
@@ -39,14 +46,18 @@ pub struct StackLimit {
     errhint: TypedFunction<(i32, i32), i32>,
     errfinish: TypedFunction<(i32, i32, i32), ()>,
     texts: [i32; 4],
+    /// The address of `error_context_stack`.
+    error_context: u32,
 }
 
 impl StackLimit {
     /// The exports it needs; None when the module lacks one (then a native stack
     /// overflow still ends the backend).
-    pub fn load(store: &Store, instance: &Instance) -> Option<Self> {
+    pub fn load(store: &mut Store, module: &Module, instance: &Instance) -> Option<Self> {
+        let error_context = DataSymbols::new(module).ok()?.address(store, instance, "error_context_stack").ok()?;
         let e = &instance.exports;
         Some(Self {
+            error_context,
             set_base: e.get_typed_function(store, "set_stack_base").ok()?,
             errstart: e.get_typed_function(store, "errstart").ok()?,
             errcode: e.get_typed_function(store, "errcode").ok()?,
@@ -68,8 +79,7 @@ impl StackLimit {
             if ptr <= 0 {
                 bail!("guest malloc({}) failed", bytes.len());
             }
-            let view = env.data(store).try_memory_view(store).context("guest memory")?;
-            view.write(ptr as u64, &bytes).context("write guest memory")?;
+            poke(store, env, ptr as u32, &bytes)?;
             *slot = ptr;
         }
         Ok(())
@@ -77,8 +87,9 @@ impl StackLimit {
 
     /// Raises ERROR 54001 in the guest. Returns the error that leaves errfinish (a
     /// PostgreSQL ERROR unwinding to the host), for the caller's usual recovery.
-    pub fn raise(&self, store: &mut Store) -> Result<RuntimeError> {
+    pub fn raise(&self, store: &mut Store, env: &WasiFunctionEnv) -> Result<RuntimeError> {
         let [message, hint, file, function] = self.texts;
+        poke(store, env, self.error_context, &0u32.to_le_bytes())?;
         self.errstart.call(store, ERROR, 0).context("errstart")?;
         self.errcode.call(store, STACK_DEPTH_EXCEEDED).context("errcode")?;
         self.errmsg.call(store, message, 0).context("errmsg")?;

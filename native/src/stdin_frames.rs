@@ -247,6 +247,10 @@ impl Reader {
                     self.gate.resume();
                     return Vec::new();
                 }
+                Verdict::Untimed => {
+                    clock.untimed(self.numbered.checked_add(1).unwrap_or(1));
+                    return Vec::new();
+                }
                 Verdict::Forward { held, forward, terminate } => {
                     let frame = forwarded(frame, held, forward);
                     let number = self.number();
