@@ -22,6 +22,10 @@ defmodule Pglite do
     * `:data_dir` - keep the data in this directory (created on first use); giving it
       implies `memory: false`
     * `:memory` - keep the data in memory only (default `true` unless `:data_dir` is given)
+    * `:template` - start from this stopped data directory (see `Pglite.Template`)
+      instead of an empty cluster: an in-memory instance reads it copy on write, so
+      it starts as fast as an empty one and the template is never changed; a new
+      `data_dir` is a copy of it. While instances read it, none can run on it.
     * `:timeout` - how long to wait for PostgreSQL to be ready, in ms (default 60_000;
       the very first start on a machine compiles PostgreSQL, about 10 s)
     * `:name` - register the instance under this name
@@ -50,7 +54,9 @@ defmodule Pglite do
 
   `start_link/1` returns `{:error, reason}` with a readable reason:
   `{:invalid_option, option}`, `:port_executable_not_found`, `:startup_timeout`,
-  `{:data_dir_in_use, path}` or `{:port_exited, status, stderr_tail}`.
+  `{:data_dir_in_use, path}`, `{:template_in_use, path}` (an instance runs on the
+  template: stop it first), `{:template_not_stopped, path}` (it was killed, not
+  stopped: start and stop it once) or `{:port_exited, status, stderr_tail}`.
   """
 
   alias PgliteEx.{Instance, Options, Wire}

@@ -55,7 +55,8 @@ defmodule PgliteEx.Instance do
 
   defp port_env(opts) do
     data = if opts.memory, do: "memory://", else: Path.expand(opts.data_dir)
-    [{"PGLITE_DATA_DIR", data}, {"PGLITE_USERNAME", opts.username}, {"PGLITE_DATABASE", opts.database}] ++ opts.env
+    template = if opts.template, do: [{"PGLITE_TEMPLATE_DIR", Path.expand(opts.template)}], else: []
+    [{"PGLITE_DATA_DIR", data}, {"PGLITE_USERNAME", opts.username}, {"PGLITE_DATABASE", opts.database}] ++ template ++ opts.env
   end
 
   defp random_name, do: Base.url_encode64(:crypto.strong_rand_bytes(9), padding: false)

@@ -13,6 +13,7 @@ defmodule PgliteEx.Options do
           password: String.t(),
           data_dir: String.t() | nil,
           memory: boolean(),
+          template: String.t() | nil,
           timeout: pos_integer(),
           name: GenServer.name() | nil,
           tcp_port: nil | 0..65535,
@@ -31,6 +32,7 @@ defmodule PgliteEx.Options do
     password: "postgres",
     data_dir: nil,
     memory: true,
+    template: nil,
     timeout: 60_000,
     name: nil,
     tcp_port: nil,
@@ -94,6 +96,8 @@ defmodule PgliteEx.Options do
   defp check(:data_dir, v) when is_binary(v) and v != "", do: :ok
   defp check(:data_dir, nil), do: :ok
   defp check(:memory, v) when is_boolean(v), do: :ok
+  defp check(:template, nil), do: :ok
+  defp check(:template, v) when is_binary(v) and v != "", do: :ok
   defp check(:timeout, v) when is_integer(v) and v > 0, do: :ok
   defp check(:idle_in_transaction_timeout, v) when is_integer(v) and v >= 0, do: :ok
   defp check(:authentication_timeout, v) when is_integer(v) and v > 0, do: :ok

@@ -63,6 +63,14 @@ defmodule PgliteEx.PortProcess do
     end
   end
 
+  defp startup_error(1, tail) do
+    case Regex.run(~r/template (.+) (is in use by a running instance|was not stopped cleanly)/, tail) do
+      [_, path, "is in use" <> _] -> {:template_in_use, path}
+      [_, path, "was not" <> _] -> {:template_not_stopped, path}
+      _ -> {:port_exited, 1, tail}
+    end
+  end
+
   defp startup_error(status, tail), do: {:port_exited, status, tail}
 
   @doc """
@@ -92,6 +100,14 @@ defmodule PgliteEx.PortProcess do
   @doc "Lets the backend's output flow again (a ResumeOutput packet)."
   @spec resume_output(t()) :: :ok | :closed
   def resume_output(process), do: command(process, <<8::32, 80_877_126::32>>)
+
+  @doc """
+  Exempts the next frame written from the session's `statement_timeout` (an Untimed
+  packet, not numbered): the front end's own work between clients, which a setting a
+  departed client left must not cancel.
+  """
+  @spec untimed(t()) :: :ok | :closed
+  def untimed(process), do: command(process, <<8::32, 80_877_127::32>>)
 
   @doc "The number the port gives the frame written after frame `n` (0: none yet)."
   @spec next_frame(non_neg_integer()) :: pos_integer()

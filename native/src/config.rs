@@ -20,7 +20,8 @@ use clap::Parser;
 /// the frame "\0pglite:idle" once every frame before it has been answered and the
 /// backend waits for input (not numbered either). PauseOutput (length 8, code
 /// 80877125) holds the backend's output until ResumeOutput (80877126); the end of
-/// input releases it.
+/// input releases it. Untimed (length 8, code 80877127) exempts the next frame from
+/// statement_timeout (the front end's own cleanup between clients).
 /// Statements run on an 8 MiB native stack; one that nests deeper (runaway recursion,
 /// deeply nested json or regex) gets ERROR 54001 "stack depth limit exceeded" and the
 /// session goes on. max_stack_depth is 4MB (the guest's C stack is 8 MiB: keep it
@@ -39,6 +40,13 @@ pub struct Config {
     /// (`./path`, `/abs/path`, `file://path`), created from the template on first use.
     #[arg(long, env = "PGLITE_DATA_DIR", default_value = "memory://")]
     pub data_dir: String,
+
+    /// Start from this stopped data directory instead of the bundled template (e.g. one
+    /// with an app's migrations applied): a memory:// instance reads it copy on write
+    /// (nothing is copied up front and it is never written), a new data directory is a
+    /// copy of it. It is locked shared while read, so no port can run on it meanwhile.
+    #[arg(long, env = "PGLITE_TEMPLATE_DIR", value_name = "DIR")]
+    pub template: Option<PathBuf>,
 
     /// The session's user.
     #[arg(long, env = "PGLITE_USERNAME", default_value = "postgres")]

@@ -1,6 +1,11 @@
 //! The data directory behind `/pgdata`: in memory, over the template (copy on write),
 //! or a host directory, initialised from the template on first use (atomically) and
 //! held with an exclusive lock while the port runs.
+//!
+//! The template is the bundled one, or a stopped data directory of the user's
+//! (`--template`, e.g. one with the app's migrations applied): an in-memory instance
+//! over it is a clone that copies nothing up front. Such a template is held with a
+//! shared lock while it is read, so no port can run on it (and change it) meanwhile.
 
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
@@ -25,28 +30,79 @@ impl std::fmt::Display for DataDirInUse {
 
 impl std::error::Error for DataDirInUse {}
 
+/// A user's template directory is locked by a running port, or was not stopped cleanly.
+#[derive(Debug)]
+pub struct TemplateNotStopped(pub PathBuf, pub &'static str);
+
+impl std::fmt::Display for TemplateNotStopped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "template {} {}", self.0.display(), self.1)
+    }
+}
+
+impl std::error::Error for TemplateNotStopped {}
+
+/// What a new data directory starts from.
+pub enum Template {
+    /// The bundled template, unpacked (see `assets::pgdata_template_dir`).
+    Bundled(PathBuf),
+    /// A stopped data directory of the user's.
+    Directory(PathBuf),
+}
+
 pub enum DataDir {
-    Memory(Arc<dyn FileSystem + Send + Sync>),
+    /// The open template directory carries the shared lock, for a user's template.
+    Memory { fs: Arc<dyn FileSystem + Send + Sync>, _template_lock: Option<File> },
     /// The open directory carries the lock; dropping it releases the directory.
     Directory { path: PathBuf, _lock: File },
 }
 
 impl DataDir {
-    /// `template` is the unpacked template directory (see `assets::pgdata_template_dir`).
-    pub fn open(location: &DataLocation, template: &Path, rt: &tokio::runtime::Handle) -> Result<Self> {
-        match location {
-            DataLocation::Memory => Ok(DataDir::Memory(memory_from_template(template, rt)?)),
-            DataLocation::Directory(path) => open_directory(path),
+    pub fn open(location: &DataLocation, template: &Template, rt: &tokio::runtime::Handle) -> Result<Self> {
+        match (location, template) {
+            (DataLocation::Memory, Template::Bundled(dir)) => {
+                Ok(DataDir::Memory { fs: memory_from_template(dir, rt)?, _template_lock: None })
+            }
+            (DataLocation::Memory, Template::Directory(dir)) => {
+                let lock = lock_template(dir)?;
+                Ok(DataDir::Memory { fs: memory_from_template(dir, rt)?, _template_lock: Some(lock) })
+            }
+            (DataLocation::Directory(path), _) => open_directory(path, template),
         }
     }
 
     /// The filesystem to mount at `/pgdata`.
     pub fn filesystem(&self, rt: &tokio::runtime::Handle) -> Result<Arc<dyn FileSystem + Send + Sync>> {
         match self {
-            DataDir::Memory(fs) => Ok(fs.clone()),
+            DataDir::Memory { fs, .. } => Ok(fs.clone()),
             DataDir::Directory { path, .. } => Ok(Arc::new(HostDir::new(rt, path)?)),
         }
     }
+}
+
+/// Holds a user's template with a shared lock (many clones may read it at once; a port
+/// running on it holds it exclusively), after checking that it was stopped cleanly: a
+/// clone of a directory caught mid-write could start from a torn state.
+fn lock_template(dir: &Path) -> Result<File> {
+    if !dir.join("PG_VERSION").is_file() {
+        bail!("template {} is not a PostgreSQL data directory (no PG_VERSION)", dir.display());
+    }
+    let file = File::open(dir).with_context(|| format!("open template {}", dir.display()))?;
+    match file.try_lock_shared() {
+        Ok(()) => {}
+        Err(fs::TryLockError::WouldBlock) => {
+            return Err(TemplateNotStopped(dir.to_path_buf(), "is in use by a running instance: stop it first").into())
+        }
+        Err(fs::TryLockError::Error(e)) => return Err(e).with_context(|| format!("lock template {}", dir.display())),
+    }
+    if dir.join("postmaster.pid").exists() {
+        return Err(TemplateNotStopped(
+            dir.to_path_buf(),
+            "was not stopped cleanly (postmaster.pid is there): start and stop it once as a data directory",
+        )
+        .into());
+    }
+    Ok(file)
 }
 
 /// An in-memory data directory over the unpacked template: files are read from the
@@ -138,9 +194,9 @@ fn create_dir_all(fs: &dyn FileSystem, path: &Path) -> Result<()> {
     Ok(())
 }
 
-fn open_directory(path: &Path) -> Result<DataDir> {
+fn open_directory(path: &Path, template: &Template) -> Result<DataDir> {
     if !path.join("PG_VERSION").is_file() {
-        initialise(path)?;
+        initialise(path, template)?;
     }
     let dir = File::open(path).with_context(|| format!("open data directory {}", path.display()))?;
     match dir.try_lock() {
@@ -155,9 +211,10 @@ fn open_directory(path: &Path) -> Result<DataDir> {
     Ok(DataDir::Directory { path: path.to_path_buf(), _lock: dir })
 }
 
-/// Unpacks the template beside `path` and renames it into place, so a crash mid-way
-/// never leaves a half-made data directory. An existing empty directory is replaced.
-fn initialise(path: &Path) -> Result<()> {
+/// Unpacks (or copies) the template beside `path` and renames it into place, so a
+/// crash mid-way never leaves a half-made data directory. An existing empty directory
+/// is replaced.
+fn initialise(path: &Path, template: &Template) -> Result<()> {
     if path.exists() {
         let mut entries = fs::read_dir(path).with_context(|| format!("read {}", path.display()))?;
         if entries.next().is_some() {
@@ -173,7 +230,15 @@ fn initialise(path: &Path) -> Result<()> {
         .prefix(".pglite-init-")
         .tempdir_in(parent)
         .with_context(|| format!("create a temporary directory in {}", parent.display()))?;
-    assets::unpack_tar_zst(assets::pgdata_template()?, tmp.path()).context("unpack the data directory template")?;
+    match template {
+        Template::Bundled(_) => {
+            assets::unpack_tar_zst(assets::pgdata_template()?, tmp.path()).context("unpack the data directory template")?
+        }
+        Template::Directory(dir) => {
+            let _lock = lock_template(dir)?;
+            copy_dir(dir, tmp.path()).with_context(|| format!("copy template {}", dir.display()))?;
+        }
+    }
     File::open(tmp.path())?.sync_all()?;
     match fs::rename(tmp.path(), path) {
         Ok(()) => {
@@ -185,6 +250,20 @@ fn initialise(path: &Path) -> Result<()> {
         Err(_) if path.join("PG_VERSION").is_file() => Ok(()),
         Err(e) => Err(e).with_context(|| format!("move the new data directory to {}", path.display())),
     }
+}
+
+fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
+    for entry in fs::read_dir(from)? {
+        let entry = entry?;
+        let target = to.join(entry.file_name());
+        if entry.file_type()?.is_dir() {
+            fs::create_dir(&target)?;
+            copy_dir(&entry.path(), &target)?;
+        } else {
+            fs::copy(entry.path(), &target)?;
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -209,21 +288,31 @@ mod tests {
     fn directory_is_created_from_template_and_locked() {
         let tmp = tempfile::tempdir().unwrap();
         let path = tmp.path().join("data");
-        let first = open_directory(&path).unwrap();
+        let bundled = Template::Bundled(PathBuf::new());
+        let first = open_directory(&path, &bundled).unwrap();
         assert!(path.join("PG_VERSION").is_file());
-        let second = open_directory(&path);
+        let second = open_directory(&path, &bundled);
         assert!(second.err().unwrap().downcast_ref::<DataDirInUse>().is_some());
+        // A running directory cannot be a template; a stopped one can.
+        let err = lock_template(&path).err().unwrap();
+        assert!(err.to_string().contains("is in use by a running instance"), "{err}");
         drop(first);
-        assert!(open_directory(&path).is_ok());
+        let template = lock_template(&path).unwrap();
+        assert!(open_directory(&path, &bundled).err().unwrap().downcast_ref::<DataDirInUse>().is_some());
+        let copy = tmp.path().join("copy");
+        drop(open_directory(&copy, &Template::Directory(path.clone())).unwrap());
+        assert!(copy.join("PG_VERSION").is_file());
+        drop(template);
+        assert!(open_directory(&path, &bundled).is_ok());
         let leftovers: Vec<_> = fs::read_dir(tmp.path()).unwrap().collect();
-        assert_eq!(leftovers.len(), 1, "no temporary directories are left behind");
+        assert_eq!(leftovers.len(), 2, "no temporary directories are left behind");
     }
 
     #[test]
     fn refuses_a_foreign_non_empty_directory() {
         let tmp = tempfile::tempdir().unwrap();
         fs::write(tmp.path().join("notes.txt"), "mine").unwrap();
-        let err = open_directory(tmp.path()).err().unwrap();
+        let err = open_directory(tmp.path(), &Template::Bundled(PathBuf::new())).err().unwrap();
         assert!(err.to_string().contains("not a PostgreSQL data directory"));
         assert!(tmp.path().join("notes.txt").is_file());
     }

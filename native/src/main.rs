@@ -9,7 +9,7 @@ use sha2::{Digest, Sha256};
 
 use pglite_port::backend::{BackendDied, Host};
 use pglite_port::config::Config;
-use pglite_port::data_dir::{DataDir, DataDirInUse};
+use pglite_port::data_dir::{DataDir, DataDirInUse, Template};
 use pglite_port::guest_sleep::SleepWaker;
 use pglite_port::interrupts::StatementClock;
 use pglite_port::module_cache::{self, ModuleCache};
@@ -96,9 +96,10 @@ fn run(config: &Config) -> Result<u8> {
     // The data directory gets ready (the WAL copied into memory, or the directory
     // locked) while the modules load. --precompile opens none.
     let data = {
-        let (handle, precompile) = (rt.handle().clone(), config.precompile);
+        let (handle, precompile, user_template) = (rt.handle().clone(), config.precompile, config.template.clone());
         in_background("data directory", move || {
-            let template = template()?;
+            let bundled = template()?;
+            let template = user_template.map_or(Template::Bundled(bundled), Template::Directory);
             (!precompile).then(|| DataDir::open(&location, &template, &handle)).transpose()
         })?
     };
