@@ -5,30 +5,14 @@
 #
 #   test/ecto/run.sh DEPS_DIR
 #
-# DEPS_DIR holds source checkouts named ecto, ecto_sql, postgrex, db_connection,
-# decimal and telemetry (tested with ecto 3.13.5, ecto_sql 3.13.5, postgrex 0.21.1,
-# db_connection 2.8.1, decimal 2.3.0, telemetry 1.3.0); they are copied, not changed. MIGRATION_LOCK=table_lock
-# shows what Ecto's default lock does here (README, Ecto).
+# DEPS_DIR: source checkouts of Ecto and its dependencies (see copy_deps.sh), copied,
+# not changed. MIGRATION_LOCK=table_lock shows what Ecto's default lock does here
+# (README, Ecto).
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/../.." && pwd)
 work=$(mktemp -d)
-# Copies of the checkouts whose mix.exs name each other by path: without Hex, Mix
-# cannot even read a Hex requirement that a path dependency overrides.
 export ECTO_DEPS_DIR=$work/deps
-mkdir -p "$ECTO_DEPS_DIR"
-for name in ecto ecto_sql postgrex db_connection decimal telemetry; do
-  cp -r "$1/$name" "$ECTO_DEPS_DIR/$name"
-  python3 - "$ECTO_DEPS_DIR/$name/mix.exs" <<'PY'
-import re, sys
-path = sys.argv[1]
-text = open(path).read()
-for dep in ["ecto", "ecto_sql", "postgrex", "db_connection", "decimal", "telemetry"]:
-    text = re.sub(r'\{:%s, "[^"]*"[^}]*\}' % dep, '{:%s, path: "../%s", override: true}' % (dep, dep), text)
-# The rest (optional or for their own tests and docs) are never loaded: any SCM will do.
-text = re.sub(r'\{:(\w+), "[^"]*"[^}]*\}', r'{:\1, path: "../absent", optional: true, only: :docs}', text)
-open(path, "w").write(text)
-PY
-done
+"$repo/test/ecto/copy_deps.sh" "$1" "$ECTO_DEPS_DIR"
 export PGLITE_SOCKET_DIR=$work/sock
 mkdir -p "$PGLITE_SOCKET_DIR"
 cp -r "$repo/test/ecto/app" "$work/app"

@@ -1,0 +1,2 @@
+EctoSuite.Setup.suite()
+ExUnit.start()
