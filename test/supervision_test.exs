@@ -1,5 +1,5 @@
 defmodule Pglite.SupervisionTest do
-  @moduledoc "kill -9 of the port, restarts with back-off, one instance per directory."
+  @moduledoc "kill -9 of the port, restarts with back-off, one instance per directory, in memory too."
   use ExUnit.Case, async: true
   import Pglite.TestClients
 
@@ -26,6 +26,27 @@ defmodule Pglite.SupervisionTest do
     assert PgliteEx.Instance.backend(pg) == backend
     assert {"1\n", 0} = psql(pg, "SELECT 1")
     Pglite.stop(pg)
+  end
+
+  test "kill -9 of an in-memory instance's port under a write loop loses no acknowledged commit, and its files go when it stops" do
+    {:ok, pg} = Pglite.start_link()
+    {_, 0} = psql(pg, "CREATE TABLE crash (id int PRIMARY KEY)")
+    backend = PgliteEx.Instance.backend(pg)
+    [memory_dir] = for {PgliteEx.Instance.MemoryDir, pid, _, _} <- Supervisor.which_children(pg), do: :sys.get_state(pid)
+    assert File.dir?(Path.join(memory_dir, "pg_wal"))
+    writer = Task.async(fn -> python(pg, "crash_writer", ["6"]) end)
+
+    for _ <- 1..4 do
+      Process.sleep(800)
+      kill9(wait_for_os_pid(backend))
+    end
+
+    {out, 0} = Task.await(writer, 60_000)
+    assert [_, acked] = Regex.run(~r/acked (\d+)/, out)
+    assert String.to_integer(acked) > 4, out
+    assert out =~ "lost 0"
+    Pglite.stop(pg)
+    refute File.exists?(memory_dir)
   end
 
   @tag :tmp_dir

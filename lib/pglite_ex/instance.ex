@@ -4,6 +4,7 @@ defmodule PgliteEx.Instance do
 
       PgliteEx.Instance (one_for_one)
       ├── PgliteEx.Instance.Info        socket directory and connection facts
+      ├── PgliteEx.Instance.MemoryDir   in memory: the files that outlive the port
       ├── PgliteEx                      the port and the one backend (restarted if it dies)
       │   └── PgliteEx.KeepAwake        busy while a lone client waits (ends with PgliteEx)
       ├── DynamicSupervisor             one PgliteEx.Server.Connection per client
@@ -11,8 +12,8 @@ defmodule PgliteEx.Instance do
       └── Listener {:tcp, port}         127.0.0.1, when `tcp_port` is set
 
   When the port dies, its clients are closed with an error and `PgliteEx` starts it
-  again (with back-off); the sockets stay where they are, so new clients simply
-  reconnect.
+  again (with back-off) on the same data, in memory too; the sockets stay where they
+  are, so new clients simply reconnect.
   """
   use Supervisor
 
@@ -29,9 +30,18 @@ defmodule PgliteEx.Instance do
   def init(opts) do
     socket_dir = opts.socket_dir || Path.join(System.tmp_dir!(), "pglite-" <> random_name())
 
+    # Stopped after the backend (children stop in reverse order).
+    {memory_dir, memory_child} =
+      if opts.memory do
+        path = PgliteEx.Instance.MemoryDir.new_path()
+        {path, [{PgliteEx.Instance.MemoryDir, path}]}
+      else
+        {nil, []}
+      end
+
     backend = [
       executable: opts.port_executable,
-      env: port_env(opts),
+      env: port_env(opts, memory_dir),
       timeout: opts.timeout,
       run_dir: socket_dir,
       idle_in_transaction_timeout: opts.idle_in_transaction_timeout,
@@ -44,19 +54,21 @@ defmodule PgliteEx.Instance do
         if(opts.tcp_port, do: [{:tcp, opts.tcp_port}], else: [])
 
     children =
-      [
-        {PgliteEx.Instance.Info, Map.merge(opts, %{socket_dir: socket_dir, own_dir: is_nil(opts.socket_dir)})},
-        %{id: :backend, start: {PgliteEx, :start_link, [backend]}},
-        {DynamicSupervisor, strategy: :one_for_one}
-      ] ++ Enum.map(listeners, &{Listener, endpoint: &1, instance: self(), authentication_timeout: opts.authentication_timeout})
+      [{PgliteEx.Instance.Info, Map.merge(opts, %{socket_dir: socket_dir, own_dir: is_nil(opts.socket_dir)})}] ++
+        memory_child ++
+        [%{id: :backend, start: {PgliteEx, :start_link, [backend]}}, {DynamicSupervisor, strategy: :one_for_one}] ++
+        Enum.map(listeners, &{Listener, endpoint: &1, instance: self(), authentication_timeout: opts.authentication_timeout})
 
     Supervisor.init(children, strategy: :one_for_one, max_restarts: 5, max_seconds: 10)
   end
 
-  defp port_env(opts) do
+  defp port_env(opts, memory_dir) do
     data = if opts.memory, do: "memory://", else: Path.expand(opts.data_dir)
     template = if opts.template, do: [{"PGLITE_TEMPLATE_DIR", Path.expand(opts.template)}], else: []
-    [{"PGLITE_DATA_DIR", data}, {"PGLITE_USERNAME", opts.username}, {"PGLITE_DATABASE", opts.database}] ++ template ++ opts.env
+    memory = if memory_dir, do: [{"PGLITE_MEMORY_DIR", memory_dir}], else: []
+
+    [{"PGLITE_DATA_DIR", data}, {"PGLITE_USERNAME", opts.username}, {"PGLITE_DATABASE", opts.database}] ++
+      template ++ memory ++ opts.env
   end
 
   defp random_name, do: Base.url_encode64(:crypto.strong_rand_bytes(9), padding: false)

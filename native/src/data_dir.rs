@@ -2,6 +2,11 @@
 //! or a host directory, initialised from the template on first use (atomically) and
 //! held with an exclusive lock while the port runs.
 //!
+//! "In memory" is the port's own memory, or files in a directory that outlives the port
+//! (`--memory-dir`, a RAM-backed one in the library's use): the layer over the template
+//! is then that directory, so a port killed mid-write is started again on it and
+//! PostgreSQL's crash recovery finds every commit, as on a data directory.
+//!
 //! The template is the bundled one, or a stopped data directory of the user's
 //! (`--template`, e.g. one with the app's migrations applied): an in-memory instance
 //! over it is a clone that copies nothing up front. Such a template is held with a
@@ -51,24 +56,30 @@ pub enum Template {
 }
 
 pub enum DataDir {
-    /// The open template directory carries the shared lock, for a user's template.
-    Memory { fs: Arc<dyn FileSystem + Send + Sync>, _template_lock: Option<File> },
+    /// The open directories carry the locks: shared on a user's template, exclusive on
+    /// the memory directory.
+    Memory { fs: Arc<dyn FileSystem + Send + Sync>, _template_lock: Option<File>, _memory_lock: Option<File> },
     /// The open directory carries the lock; dropping it releases the directory.
     Directory { path: PathBuf, _lock: File },
 }
 
 impl DataDir {
-    pub fn open(location: &DataLocation, template: &Template, rt: &tokio::runtime::Handle) -> Result<Self> {
-        match (location, template) {
-            (DataLocation::Memory, Template::Bundled(dir)) => {
-                Ok(DataDir::Memory { fs: memory_from_template(dir, rt)?, _template_lock: None })
+    /// `memory_dir`: where an in-memory instance keeps what it writes (None: the port's
+    /// own memory).
+    pub fn open(location: &DataLocation, template: &Template, memory_dir: Option<&Path>, rt: &tokio::runtime::Handle) -> Result<Self> {
+        let (dir, template_lock) = match (location, template) {
+            (DataLocation::Directory(path), _) => return open_directory(path, template),
+            (DataLocation::Memory, Template::Bundled(dir)) => (dir, None),
+            (DataLocation::Memory, Template::Directory(dir)) => (dir, Some(lock_template(dir)?)),
+        };
+        let (fs, memory_lock) = match memory_dir {
+            None => (memory_from_template(dir, rt)?, None),
+            Some(upper) => {
+                let lock = lock_directory(upper)?;
+                (files_over_template(dir, upper, rt)?, Some(lock))
             }
-            (DataLocation::Memory, Template::Directory(dir)) => {
-                let lock = lock_template(dir)?;
-                Ok(DataDir::Memory { fs: memory_from_template(dir, rt)?, _template_lock: Some(lock) })
-            }
-            (DataLocation::Directory(path), _) => open_directory(path, template),
-        }
+        };
+        Ok(DataDir::Memory { fs, _template_lock: template_lock, _memory_lock: memory_lock })
     }
 
     /// The filesystem to mount at `/pgdata`.
@@ -118,6 +129,24 @@ fn memory_from_template(template: &Path, rt: &tokio::runtime::Handle) -> Result<
     copy_into(&memory, &template.join("pg_wal"), Path::new("/pg_wal"), rt)?;
     let overlay = virtual_fs::OverlayFileSystem::new(memory, [base]);
     Ok(Arc::new(overlay))
+}
+
+/// The same over a host directory `upper` that outlives the port. Its `pg_wal` is
+/// made from the template's only when it has none: after a crash it holds the WAL that
+/// recovery replays. Made beside and renamed into place, so a crash mid-copy leaves
+/// no half a WAL.
+fn files_over_template(template: &Path, upper: &Path, rt: &tokio::runtime::Handle) -> Result<Arc<dyn FileSystem + Send + Sync>> {
+    let wal = upper.join("pg_wal");
+    if !wal.is_dir() {
+        let fresh = upper.join(".pg_wal.new");
+        let _ = fs::remove_dir_all(&fresh);
+        fs::create_dir(&fresh).with_context(|| format!("create {}", fresh.display()))?;
+        copy_dir(&template.join("pg_wal"), &fresh, read_for_memory).context("copy the template's WAL")?;
+        fs::rename(&fresh, &wal).with_context(|| format!("create {}", wal.display()))?;
+    }
+    let base = HostDir::new(rt, template).context("open the data template")?;
+    let files = HostDir::new(rt, upper).with_context(|| format!("open memory directory {}", upper.display()))?;
+    Ok(Arc::new(virtual_fs::OverlayFileSystem::new(files, [base])))
 }
 
 fn copy_into(fs: &dyn FileSystem, host: &Path, guest: &Path, rt: &tokio::runtime::Handle) -> Result<()> {
@@ -198,17 +227,21 @@ fn open_directory(path: &Path, template: &Template) -> Result<DataDir> {
     if !path.join("PG_VERSION").is_file() {
         initialise(path, template)?;
     }
-    let dir = File::open(path).with_context(|| format!("open data directory {}", path.display()))?;
-    match dir.try_lock() {
-        Ok(()) => {}
-        Err(fs::TryLockError::WouldBlock) => return Err(DataDirInUse(path.to_path_buf()).into()),
-        Err(fs::TryLockError::Error(e)) => {
-            return Err(e).with_context(|| format!("lock data directory {}", path.display()))
-        }
-    }
+    let lock = lock_directory(path)?;
     // We hold the only lock, so a postmaster.pid left by a killed port is stale.
     let _ = fs::remove_file(path.join("postmaster.pid"));
-    Ok(DataDir::Directory { path: path.to_path_buf(), _lock: dir })
+    Ok(DataDir::Directory { path: path.to_path_buf(), _lock: lock })
+}
+
+/// Holds `path` (created if missing) exclusively while the returned file is open.
+fn lock_directory(path: &Path) -> Result<File> {
+    fs::create_dir_all(path).with_context(|| format!("create {}", path.display()))?;
+    let dir = File::open(path).with_context(|| format!("open {}", path.display()))?;
+    match dir.try_lock() {
+        Ok(()) => Ok(dir),
+        Err(fs::TryLockError::WouldBlock) => Err(DataDirInUse(path.to_path_buf()).into()),
+        Err(fs::TryLockError::Error(e)) => Err(e).with_context(|| format!("lock {}", path.display())),
+    }
 }
 
 /// Unpacks (or copies) the template beside `path` and renames it into place, so a
@@ -236,7 +269,7 @@ fn initialise(path: &Path, template: &Template) -> Result<()> {
         }
         Template::Directory(dir) => {
             let _lock = lock_template(dir)?;
-            copy_dir(dir, tmp.path()).with_context(|| format!("copy template {}", dir.display()))?;
+            copy_dir(dir, tmp.path(), |p| fs::read(p)).with_context(|| format!("copy template {}", dir.display()))?;
         }
     }
     File::open(tmp.path())?.sync_all()?;
@@ -252,15 +285,16 @@ fn initialise(path: &Path, template: &Template) -> Result<()> {
     }
 }
 
-fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
+/// Copies the tree `from` into the directory `to`, each file's bytes as `read` gives them.
+fn copy_dir(from: &Path, to: &Path, read: fn(&Path) -> std::io::Result<Vec<u8>>) -> std::io::Result<()> {
     for entry in fs::read_dir(from)? {
         let entry = entry?;
         let target = to.join(entry.file_name());
         if entry.file_type()?.is_dir() {
             fs::create_dir(&target)?;
-            copy_dir(&entry.path(), &target)?;
+            copy_dir(&entry.path(), &target, read)?;
         } else {
-            fs::copy(entry.path(), &target)?;
+            fs::write(&target, read(&entry.path())?)?;
         }
     }
     Ok(())

@@ -97,10 +97,12 @@ fn run(config: &Config) -> Result<u8> {
     // locked) while the modules load. --precompile opens none.
     let data = {
         let (handle, precompile, user_template) = (rt.handle().clone(), config.precompile, config.template.clone());
+        // Empty: the port's own memory, as without it.
+        let memory_dir = config.memory_dir.clone().filter(|dir| !dir.as_os_str().is_empty());
         in_background("data directory", move || {
             let bundled = template()?;
             let template = user_template.map_or(Template::Bundled(bundled), Template::Directory);
-            (!precompile).then(|| DataDir::open(&location, &template, &handle)).transpose()
+            (!precompile).then(|| DataDir::open(&location, &template, memory_dir.as_deref(), &handle)).transpose()
         })?
     };
     let loaded = load_modules(config, &rt, &modules, &runtime);

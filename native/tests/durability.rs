@@ -1,5 +1,6 @@
 //! Data in a directory: persistence across restarts, commits that survive kill -9,
-//! one port per directory, a database created on first start.
+//! one port per directory, a database created on first start. In memory with a memory
+//! directory: commits that survive kill -9 too.
 
 mod support;
 use support::*;
@@ -34,6 +35,42 @@ fn a_commit_acknowledged_on_stdout_survives_kill_9() {
 
     let (mut port, _) = Port::ready(&dir);
     assert_eq!(port.rows("SELECT count(*) FROM acked"), vec![vec![Some("1000".into())]]);
+    assert_eq!(port.finish().0, 0);
+}
+
+/// In memory, with what PostgreSQL writes kept in a memory directory: killed and
+/// started again on that directory, every acknowledged commit is there (crash
+/// recovery), deletes of the template's files too; one port at a time on it.
+#[test]
+fn in_memory_commits_survive_kill_9_with_a_memory_directory() {
+    let tmp = tempfile::tempdir().unwrap();
+    let memory = tmp.path().join("mem");
+    let env = [("PGLITE_MEMORY_DIR", memory.to_str().unwrap())];
+    let ready = || {
+        let mut port = Port::spawn_with("memory://", &env);
+        port.read_frame_messages();
+        port
+    };
+    let mut port = ready();
+    port.rows("CREATE TABLE acked (id int)");
+    port.rows("INSERT INTO acked SELECT generate_series(1, 1000)");
+    // A file the template has, deleted: its deletion must outlive the port too.
+    port.rows("VACUUM FULL pg_description");
+    assert_eq!(ready_status(&port.simple("DELETE FROM acked WHERE id > 900")), b'I');
+    let second = Port::spawn_with("memory://", &env);
+    assert_eq!(second.finish().0, 4, "one port at a time on a memory directory");
+    port.child.kill().unwrap();
+    let _ = port.wait();
+
+    let mut port = ready();
+    assert_eq!(port.rows("SELECT count(*) FROM acked"), vec![vec![Some("900".into())]]);
+    assert_eq!(port.rows("SELECT count(*) > 0 FROM pg_description"), vec![vec![Some("t".into())]]);
+    port.rows("INSERT INTO acked VALUES (0)");
+    assert_eq!(port.finish().0, 0);
+
+    // Without the memory directory, memory:// is the port's own: a fresh cluster.
+    let (mut port, _) = Port::ready("memory://");
+    assert!(port.simple("SELECT * FROM acked").iter().any(|m| m.tag == b'E'));
     assert_eq!(port.finish().0, 0);
 }
 
