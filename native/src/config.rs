@@ -51,9 +51,9 @@ pub struct Config {
     /// For memory://: keep the files PostgreSQL writes in DIR (created if missing; best
     /// a RAM-backed directory such as one under /dev/shm) instead of the port's own
     /// memory, so that they outlive the port: a port started again on DIR after a crash
-    /// recovers every commit, as on a data directory. Whoever sets it removes DIR when
-    /// the instance is done (the library does). Locked while the port runs. Empty: the
-    /// port's own memory.
+    /// recovers every commit, as on a data directory. A clean shutdown (end of input,
+    /// Terminate, SIGTERM) removes DIR. Locked while the port runs. Empty: the port's
+    /// own memory.
     #[arg(long, env = "PGLITE_MEMORY_DIR", value_name = "DIR")]
     pub memory_dir: Option<PathBuf>,
 

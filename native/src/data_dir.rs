@@ -57,8 +57,8 @@ pub enum Template {
 
 pub enum DataDir {
     /// The open directories carry the locks: shared on a user's template, exclusive on
-    /// the memory directory.
-    Memory { fs: Arc<dyn FileSystem + Send + Sync>, _template_lock: Option<File>, _memory_lock: Option<File> },
+    /// the memory directory (with its path).
+    Memory { fs: Arc<dyn FileSystem + Send + Sync>, _template_lock: Option<File>, memory_dir: Option<(File, PathBuf)> },
     /// The open directory carries the lock; dropping it releases the directory.
     Directory { path: PathBuf, _lock: File },
 }
@@ -72,14 +72,25 @@ impl DataDir {
             (DataLocation::Memory, Template::Bundled(dir)) => (dir, None),
             (DataLocation::Memory, Template::Directory(dir)) => (dir, Some(lock_template(dir)?)),
         };
-        let (fs, memory_lock) = match memory_dir {
+        let (fs, memory_dir) = match memory_dir {
             None => (memory_from_template(dir, rt)?, None),
             Some(upper) => {
                 let lock = lock_directory(upper)?;
-                (files_over_template(dir, upper, rt)?, Some(lock))
+                (files_over_template(dir, upper, rt)?, Some((lock, upper.to_path_buf())))
             }
         };
-        Ok(DataDir::Memory { fs, _template_lock: template_lock, _memory_lock: memory_lock })
+        Ok(DataDir::Memory { fs, _template_lock: template_lock, memory_dir })
+    }
+
+    /// After a clean shutdown the in-memory data is done with: its memory directory
+    /// goes (only a crash leaves it, for the next port to recover from).
+    pub fn remove_memory_dir(&self) -> Result<()> {
+        match self {
+            DataDir::Memory { memory_dir: Some((_, dir)), .. } => {
+                fs::remove_dir_all(dir).with_context(|| format!("remove memory directory {}", dir.display()))
+            }
+            _ => Ok(()),
+        }
     }
 
     /// The filesystem to mount at `/pgdata`.

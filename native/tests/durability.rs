@@ -67,6 +67,7 @@ fn in_memory_commits_survive_kill_9_with_a_memory_directory() {
     assert_eq!(port.rows("SELECT count(*) > 0 FROM pg_description"), vec![vec![Some("t".into())]]);
     port.rows("INSERT INTO acked VALUES (0)");
     assert_eq!(port.finish().0, 0);
+    assert!(!memory.exists(), "a clean shutdown removes the memory directory");
 
     // Without the memory directory, memory:// is the port's own: a fresh cluster.
     let (mut port, _) = Port::ready("memory://");

@@ -6,10 +6,12 @@ defmodule PgliteEx.Instance.MemoryDir do
   and PostgreSQL's crash recovery finds every acknowledged commit, as with a
   `data_dir`.
 
-  The directory is RAM-backed where the system has one (`/dev/shm`), else in the
-  temporary directory; it is removed when the instance stops. Directories left by an
-  operating-system process that is gone (a BEAM killed with -9) are removed when the
-  next in-memory instance starts.
+  The directory is RAM-backed where the system has one with at least 1 GiB free
+  (`/dev/shm`), else in the temporary directory. The port removes it when it shuts down
+  cleanly (the instance stops, or the BEAM exits and the port sees the end of its
+  input), and so does this process when the instance stops. Directories left by an
+  operating-system process that is gone (a BEAM and its port both killed) are removed
+  when the next in-memory instance starts.
   """
   use GenServer
 
@@ -22,10 +24,25 @@ defmodule PgliteEx.Instance.MemoryDir do
     Path.join(base(), "#{@prefix}#{System.pid()}-#{random}")
   end
 
+  # /dev/shm only with room to spare: a container's is often 64 MB, and a full one would
+  # be a full disk to PostgreSQL.
+  @min_free_kb 1024 * 1024
+
   defp base do
-    if File.dir?("/dev/shm") and match?({:ok, %{access: :read_write}}, File.stat("/dev/shm")),
+    if match?({:ok, %{access: :read_write}}, File.stat("/dev/shm")) and free_kb("/dev/shm") >= @min_free_kb,
       do: "/dev/shm",
       else: System.tmp_dir!()
+  end
+
+  defp free_kb(dir) do
+    with {out, 0} <- System.cmd("df", ["-Pk", dir], stderr_to_stdout: true),
+         [_, line | _] <- String.split(out, "\n"),
+         [_, _, _, free | _] <- String.split(line),
+         {kb, ""} <- Integer.parse(free) do
+      kb
+    else
+      _ -> 0
+    end
   end
 
   @doc false
