@@ -8,7 +8,8 @@ defmodule PgliteEx do
   A client holds the backend for a whole unit of work: a simple Query, extended-protocol
   messages up to and including their Sync (an unfinished sequence, such as one waiting
   after Flush, keeps holding), a COPY to its end, and everything while its transaction
-  is open (ReadyForQuery `T` or `E`). Other clients wait in arrival order.
+  is open (ReadyForQuery `T` or `E`). Other clients wait in arrival order; who goes
+  next when the backend is free is decided by `PgliteEx.Turns`, a pure function.
 
   Clients call `submit/3` with whole frontend messages and a note of what they mean;
   the backend's replies come back as `{:pglite_backend, pid, iodata}` messages.
@@ -66,7 +67,7 @@ defmodule PgliteEx do
   use GenServer
   require Logger
 
-  alias PgliteEx.{InFlight, KeepAwake, MessageBuffer, OutputFlow, PortProcess, SessionState, Timeouts, Wire}
+  alias PgliteEx.{InFlight, KeepAwake, MessageBuffer, OutputFlow, PortProcess, SessionState, Timeouts, Turns, Wire}
 
   @typedoc "What a client says about a payload it submits."
   @type meta :: %{
@@ -534,41 +535,19 @@ defmodule PgliteEx do
 
   defp enqueue(state, item), do: %{state | queue: :queue.in(item, state.queue)}
 
-  defp next(%{holder: nil, chores: [chore | chores]} = state), do: run_chore(%{state | chores: chores}, chore)
-
-  # A turn should not start inside a transaction a chore could not end (its ROLLBACK
-  # canceled by a statement_timeout a vanished client left, seen in a fuzz run): one
-  # ROLLBACK is tried first. Only one: when that fails too (the same timeout), retrying
-  # spun for ever in a later fuzz run; the next client goes on and sees the error.
-  defp next(%{holder: nil, status: status, rollback_tried: false} = state) when status != ?I and state.process != nil do
-    if :queue.is_empty(state.queue), do: state, else: run_chore(%{state | rollback_tried: true}, :rollback)
-  end
-
+  # What goes next is PgliteEx.Turns' to decide; performing it is this process's.
   defp next(%{holder: nil} = state) do
-    case :queue.out(state.queue) do
-      {:empty, _} ->
+    case Turns.next(state, &(state.clients[&1][:settings] || %{}), state.process != nil) do
+      :wait ->
         state
 
-      {{:value, {:submit, {pid, _} = from, payload, meta, timer} = item}, queue} ->
-        settings = state.clients[pid][:settings] || %{}
+      {:chore, chore, changes} ->
+        run_chore(Map.merge(state, changes), chore)
 
-        if settings == state.applied do
-          cancel_timer(timer)
-          GenServer.reply(from, :ok)
-          take_turn(%{state | queue: queue}, pid, payload, meta)
-        else
-          run_chore(%{state | queue: :queue.in_r(item, queue)}, {:apply, settings, pid})
-        end
-
-      {{:value, {:register, from, pid}}, queue} ->
-        run_chore(%{state | queue: queue}, {:register, from, pid})
-
-      {{:value, {:query, from, sql} = item}, queue} ->
-        if state.applied == %{} do
-          run_chore(%{state | queue: queue}, {:query, from, sql})
-        else
-          run_chore(%{state | queue: :queue.in_r(item, queue)}, {:apply, %{}, nil})
-        end
+      {:turn, {:submit, {pid, _} = from, payload, meta, timer}, changes} ->
+        cancel_timer(timer)
+        GenServer.reply(from, :ok)
+        take_turn(Map.merge(state, changes), pid, payload, meta)
     end
   end
 

@@ -7,20 +7,8 @@ defmodule Pglite.SupervisionTest do
   test "kill -9 of the port eight times under a write loop: it comes back each time and no acknowledged commit is lost",
        %{tmp_dir: tmp} do
     {:ok, pg} = Pglite.start_link(data_dir: Path.join(tmp, "db"))
-    {_, 0} = psql(pg, "CREATE TABLE crash (id int PRIMARY KEY)")
     backend = PgliteEx.Instance.backend(pg)
-    writer = Task.async(fn -> python(pg, "crash_writer", ["9"]) end)
-
-    for _ <- 1..8 do
-      Process.sleep(800)
-      kill9(wait_for_os_pid(backend))
-    end
-
-    {out, 0} = Task.await(writer, 60_000)
-    assert [_, acked] = Regex.run(~r/acked (\d+)/, out)
-    # Enough commits to mean something; a loaded machine restarts slowly (23 seen).
-    assert String.to_integer(acked) > 8, out
-    assert out =~ "lost 0"
+    out = kills_under_writes(pg, 8, "9")
     assert out =~ "is restarting", "clients are told why: " <> out
     # The same process still serves: nothing gave up.
     assert PgliteEx.Instance.backend(pg) == backend
@@ -30,21 +18,9 @@ defmodule Pglite.SupervisionTest do
 
   test "kill -9 of an in-memory instance's port under a write loop loses no acknowledged commit, and its files go when it stops" do
     {:ok, pg} = Pglite.start_link()
-    {_, 0} = psql(pg, "CREATE TABLE crash (id int PRIMARY KEY)")
-    backend = PgliteEx.Instance.backend(pg)
     [memory_dir] = for {PgliteEx.Instance.MemoryDir, pid, _, _} <- Supervisor.which_children(pg), do: :sys.get_state(pid)
     assert File.dir?(Path.join(memory_dir, "pg_wal"))
-    writer = Task.async(fn -> python(pg, "crash_writer", ["6"]) end)
-
-    for _ <- 1..4 do
-      Process.sleep(800)
-      kill9(wait_for_os_pid(backend))
-    end
-
-    {out, 0} = Task.await(writer, 60_000)
-    assert [_, acked] = Regex.run(~r/acked (\d+)/, out)
-    assert String.to_integer(acked) > 4, out
-    assert out =~ "lost 0"
+    kills_under_writes(pg, 4, "6")
     Pglite.stop(pg)
     refute File.exists?(memory_dir)
   end
@@ -100,6 +76,26 @@ defmodule Pglite.SupervisionTest do
     {:ok, pg} = Pglite.start_link(data_dir: dir)
     assert {:ok, %{rows: [["first"]]}} = Pglite.query(pg, "SELECT v FROM mine")
     Pglite.stop(pg)
+  end
+
+  # crash_writer.py commits row after row for `seconds` while the port is killed
+  # `kills` times; every commit it saw acknowledged must be there. Its output.
+  defp kills_under_writes(pg, kills, seconds) do
+    {_, 0} = psql(pg, "CREATE TABLE crash (id int PRIMARY KEY)")
+    backend = PgliteEx.Instance.backend(pg)
+    writer = Task.async(fn -> python(pg, "crash_writer", [seconds]) end)
+
+    for _ <- 1..kills do
+      Process.sleep(800)
+      kill9(wait_for_os_pid(backend))
+    end
+
+    {out, 0} = Task.await(writer, 60_000)
+    assert [_, acked] = Regex.run(~r/acked (\d+)/, out)
+    # Enough commits to mean something; a loaded machine restarts slowly (23 seen).
+    assert String.to_integer(acked) > kills, out
+    assert out =~ "lost 0"
+    out
   end
 
   defp wait_until(check) do

@@ -71,10 +71,14 @@ def worker(n):
     return work
 
 
+# Listening before anything is produced, so that every notification counts.
+listening = psycopg.connect(autocommit=True)
+listening.execute("LISTEN jobs")
+
+
 def listener():
-    with psycopg.connect(autocommit=True) as conn:
-        conn.execute("LISTEN jobs")
-        for _ in conn.notifies(timeout=seconds + 1.0):
+    with listening as conn:
+        for _ in conn.notifies(timeout=seconds + 2.0):
             heard[0] += 1
 
 
