@@ -9,7 +9,8 @@ defmodule PgliteEx.Turns do
     1. Chores first: the front end's own work between turns (cleaning up after a
        client that left, capturing a session's settings, closing statements).
     2. Then, if the backend is still inside a transaction that a chore could not end
-       (its ROLLBACK canceled), one ROLLBACK, once per turn.
+       (its ROLLBACK canceled), one ROLLBACK; only one until the next client's turn,
+       since retrying a ROLLBACK that keeps failing served nobody (seen in a fuzz run).
     3. Then the line, first come first served. A client whose session settings are
        not the backend's now gets them applied first (a chore), then its turn; a new
        client's settings are checked (`:register`); `Pglite.query/2` runs with the

@@ -76,6 +76,8 @@ impl DataDir {
             None => (memory_from_template(dir, rt)?, None),
             Some(upper) => {
                 let lock = lock_directory(upper)?;
+                // As for a data directory: a postmaster.pid a killed port left is stale.
+                let _ = fs::remove_file(upper.join("postmaster.pid"));
                 (files_over_template(dir, upper, rt)?, Some((lock, upper.to_path_buf())))
             }
         };

@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# ecto_sql's own PostgreSQL integration suite (integration_test/pg, with ecto's shared
+# cases) against a PostgreSQL server and against `mix pglite.server`, one after the
+# other, by hand (CI reaches neither Hex nor GitHub). Prints each side's count and
+# wall time, then the tests that fail on pglite but not on the server, marked with
+# the README limit that explains them when test/ecto/integration_exclusions.txt
+# lists them.
+#
+#   test/ecto/integration.sh DEPS_DIR
+#
+# DEPS_DIR: source checkouts of Ecto and its dependencies, and jason (see
+# copy_deps.sh), copied, not changed. An instance serves one database and one role,
+# so on pglite the suite's own set-up skips dropping and creating its database
+# (`storage_down`/`storage_up` from the maintenance database) and the instance is
+# started with `--database ecto_test` instead, and its repos take the advisory
+# migration lock: the README's Ecto advice.
+set -euo pipefail
+export LC_ALL=C # one sort order for comm
+repo=$(cd "$(dirname "$0")/../.." && pwd)
+work=$(mktemp -d)
+chmod 755 "$work" # the server runs as postgres and must reach its directory
+"$repo/test/ecto/copy_deps.sh" "$1" "$work/deps"
+suite=$work/deps/ecto_sql
+python3 - "$suite/integration_test/pg/test_helper.exs" <<'PY'
+import sys
+path = sys.argv[1]
+text = open(path).read()
+for call in ["_ = Ecto.Adapters.Postgres.storage_down(TestRepo.config())", ":ok = Ecto.Adapters.Postgres.storage_up(TestRepo.config())"]:
+    assert call in text, call
+    text = text.replace(call, 'unless System.get_env("PGLITE"), do: (%s)' % call)
+# The README's Ecto advice: the advisory migration lock (the table lock holds a
+# transaction on one connection while the migration waits on another).
+lock = 'migration_lock: if(System.get_env("PGLITE"), do: :pg_advisory_lock, else: :table_lock)'
+old = "  types: Postgrex.EctoTypes\n)"
+assert old in text
+text = text.replace(old, "  types: Postgrex.EctoTypes,\n  " + lock + "\n)", 1)
+old = "  max_seconds: 10\n]"
+assert old in text
+text = text.replace(old, "  max_seconds: 10,\n  " + lock + "\n]", 1)
+open(path, "w").write(text)
+PY
+
+bindir=$(ls -d /usr/lib/postgresql/*/bin | sort -r | head -1)
+as_postgres() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+pg=$work/pg
+mkdir -p "$pg"
+[ "$(id -u)" = 0 ] && chown postgres "$pg"
+server_port=54329 pglite_port=54330
+cleanup() {
+  [ -n "${KEEP:-}" ] && cp "$work"/*.log "$work"/*.failed "$KEEP"/ 2>/dev/null
+  as_postgres "$bindir/pg_ctl" -D "$pg/data" -m fast stop >/dev/null 2>&1 || true
+  [ -n "${pglite:-}" ] && kill "$pglite" 2>/dev/null && wait "$pglite" 2>/dev/null
+  rm -rf "$work"
+}
+trap cleanup EXIT
+as_postgres "$bindir/initdb" -D "$pg/data" -U postgres --auth=trust -E UTF8 --locale=C >/dev/null
+as_postgres "$bindir/pg_ctl" -D "$pg/data" -w -l "$pg/log" -o "-k $pg -p $server_port -c listen_addresses=127.0.0.1" start >/dev/null
+
+cd "$suite"
+export ECTO_ADAPTER=pg MIX_ENV=test
+mix compile >/dev/null 2>&1
+
+run() { # name, then env for mix test
+  local name=$1 start
+  shift
+  start=$(date +%s)
+  env "$@" mix test >"$work/$name.log" 2>&1 || true
+  echo "$name: $(grep -Eo '[0-9]+ tests?, [0-9]+ failures?[^,]*(, [0-9]+ excluded)?' "$work/$name.log" | tail -1 || echo "no summary: see its log"), $(($(date +%s) - start)) s"
+  # "  1) test name (Module)" lines: the failures.
+  { grep -E '^\s+[0-9]+\) test ' "$work/$name.log" || true; } | sed -E 's/^\s+[0-9]+\) //' | sort -u >"$work/$name.failed"
+}
+
+run server PG_URL="postgres:postgres@127.0.0.1:$server_port"
+
+(cd "$repo" && exec mix pglite.server --database ecto_test --tcp-port "$pglite_port" --socket-dir "$work" --port "$pglite_port" >"$work/pglite-server.log" 2>&1) &
+pglite=$!
+for _ in $(seq 600); do (echo >/dev/tcp/127.0.0.1/$pglite_port) 2>/dev/null && break; sleep 0.1; done
+run pglite PG_URL="postgres:postgres@127.0.0.1:$pglite_port" PGLITE=1
+
+echo
+echo "failing on pglite, not on the server:"
+comm -13 "$work/server.failed" "$work/pglite.failed" | while IFS= read -r t; do
+  why=$({ grep -F -- "$t" "$repo/test/ecto/integration_exclusions.txt" 2>/dev/null || true; } | sed -E 's/^[^|]*\| *//' | head -1)
+  echo "  $t${why:+  [$why]}"
+done
+echo "(logs: ${KEEP:-set KEEP=DIR to keep them})"
