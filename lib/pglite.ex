@@ -56,7 +56,10 @@ defmodule Pglite do
   `{:invalid_option, option}`, `:port_executable_not_found`, `:startup_timeout`,
   `{:data_dir_in_use, path}`, `{:template_in_use, path}` (an instance runs on the
   template: stop it first), `{:template_not_stopped, path}` (it was killed, not
-  stopped: start and stop it once) or `{:port_exited, status, stderr_tail}`.
+  stopped: start and stop it once), `{:bad_data_dir, why}` (PostgreSQL cannot start on
+  the data directory: another major version, a damaged control file or WAL, a
+  directory it cannot write; `why` says what to do) or
+  `{:port_exited, status, stderr_tail}`.
   """
 
   alias PgliteEx.{Instance, Options, Wire}

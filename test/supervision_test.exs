@@ -59,8 +59,8 @@ defmodule Pglite.SupervisionTest do
     File.write!(Path.join(dir, "PG_VERSION"), "9\n")
     kill9(PgliteEx.os_pid(backend))
 
-    assert_receive {:DOWN, ^ref, :process, _, {:port_exited, 1, tail}}, 20_000
-    assert tail =~ "PG_VERSION" or tail =~ "incompatible"
+    assert_receive {:DOWN, ^ref, :process, _, {:bad_data_dir, why}}, 20_000
+    assert why =~ "another PostgreSQL major version"
     assert_receive {:EXIT, ^pg, _}, 20_000
   end
 

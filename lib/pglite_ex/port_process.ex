@@ -64,10 +64,18 @@ defmodule PgliteEx.PortProcess do
   end
 
   defp startup_error(1, tail) do
-    case Regex.run(~r/template (.+) (is in use by a running instance|was not stopped cleanly)/, tail) do
-      [_, path, "is in use" <> _] -> {:template_in_use, path}
-      [_, path, "was not" <> _] -> {:template_not_stopped, path}
-      _ -> {:port_exited, 1, tail}
+    cond do
+      match = Regex.run(~r/template (.+) (is in use by a running instance|was not stopped cleanly)/, tail) ->
+        case match do
+          [_, path, "is in use" <> _] -> {:template_in_use, path}
+          [_, path, _] -> {:template_not_stopped, path}
+        end
+
+      match = Regex.run(~r/the data directory cannot start: (.+?): PostgreSQL did not start/, tail) ->
+        {:bad_data_dir, Enum.at(match, 1)}
+
+      true ->
+        {:port_exited, 1, tail}
     end
   end
 

@@ -236,10 +236,11 @@ impl Backend {
     /// Adds the server log's tail to a start-up error.
     fn explain(&self, err: anyhow::Error) -> anyhow::Error {
         let tail = self.stderr.tail();
-        if tail.is_empty() {
-            err
-        } else {
-            err.context(format!("PostgreSQL did not start:\n{tail}"))
+        match (tail.is_empty(), crate::data_dir::why_it_cannot_start(&tail)) {
+            (true, _) => err,
+            // The reason and what to do first, on the line users read.
+            (false, Some(why)) => err.context(format!("PostgreSQL did not start:\n{tail}")).context(format!("the data directory cannot start: {why}")),
+            (false, None) => err.context(format!("PostgreSQL did not start:\n{tail}")),
         }
     }
 

@@ -104,6 +104,24 @@ impl DataDir {
     }
 }
 
+/// Why PostgreSQL could not start on a data directory, and what to do, in one line,
+/// read from its log: the cases a user meets (another major version, a damaged control
+/// file or WAL, a directory it cannot write). None for anything else.
+pub fn why_it_cannot_start(log: &str) -> Option<&'static str> {
+    let has = |needle: &str| log.contains(needle);
+    if has("was initialized by PostgreSQL version") {
+        Some("it was made by another PostgreSQL major version (this is 17): dump it with that version's pg_dump and load the dump into a new data directory")
+    } else if has("PG_CONTROL_VERSION") || has("incorrect checksum in control file") || has("global/pg_control") {
+        Some("its control file (global/pg_control) is damaged: restore the directory from a backup, or load a dump into a new one")
+    } else if has("checkpoint record") || (has("pg_wal/") && has("No such file")) {
+        Some("its write-ahead log (pg_wal) is missing or damaged: restore the directory from a backup, or load a dump into a new one")
+    } else if has("Permission denied") || has("Read-only file system") {
+        Some("it cannot be written (read-only, or another user's): make it writable by this user, or start from a copy")
+    } else {
+        None
+    }
+}
+
 /// Holds a user's template with a shared lock (many clones may read it at once; a port
 /// running on it holds it exclusively), after checking that it was stopped cleanly: a
 /// clone of a directory caught mid-write could start from a torn state.
@@ -353,6 +371,21 @@ mod tests {
         assert!(open_directory(&path, &bundled).is_ok());
         let leftovers: Vec<_> = fs::read_dir(tmp.path()).unwrap().collect();
         assert_eq!(leftovers.len(), 2, "no temporary directories are left behind");
+    }
+
+    #[test]
+    fn a_directory_that_cannot_start_is_explained_in_one_line() {
+        let cases = [
+            ("DETAIL:  The data directory was initialized by PostgreSQL version 9, which is not compatible", "major version"),
+            ("DETAIL:  The database cluster was initialized with PG_CONTROL_VERSION 1687907575", "control file"),
+            ("LOG:  invalid checkpoint record\nPANIC:  could not locate a valid checkpoint record at 0/147A1A8", "write-ahead log"),
+            ("FATAL:  could not open file \"global/pg_filenode.map\": Permission denied", "cannot be written"),
+        ];
+        for (log, expected) in cases {
+            let why = why_it_cannot_start(log).unwrap_or_default();
+            assert!(why.contains(expected) && !why.contains('\n'), "{log} -> {why}");
+        }
+        assert_eq!(why_it_cannot_start("FATAL:  something else"), None);
     }
 
     #[test]
