@@ -6,8 +6,9 @@ defmodule Pglite.Template do
       # test/test_helper.exs
       {:ok, template} =
         Pglite.Template.create("_build/test/pglite_template", fn pg ->
-          opts = Pglite.get_connection_opts(pg)
-          # e.g. Ecto.Migrator.with_repo/3 on a repo started with `opts`
+          # a repo started with these options (name: nil), and Ecto.Migrator.run/4
+          # on it with `dynamic_repo:` (the README's recipe)
+          Pglite.get_connection_opts(pg)
         end, database: "my_app_test")
 
       # in a module's setup_all

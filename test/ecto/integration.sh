@@ -18,7 +18,6 @@ set -euo pipefail
 export LC_ALL=C # one sort order for comm
 repo=$(cd "$(dirname "$0")/../.." && pwd)
 work=$(mktemp -d)
-chmod 755 "$work" # the server runs as postgres and must reach its directory
 "$repo/test/ecto/copy_deps.sh" "$1" "$work/deps"
 suite=$work/deps/ecto_sql
 python3 - "$suite/integration_test/pg/test_helper.exs" <<'PY'
@@ -40,21 +39,17 @@ text = text.replace(old, "  max_seconds: 10,\n  " + lock + "\n]", 1)
 open(path, "w").write(text)
 PY
 
-bindir=$(ls -d /usr/lib/postgresql/*/bin | sort -r | head -1)
-as_postgres() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+. "$repo/test/support/servers.sh"
 pg=$work/pg
-mkdir -p "$pg"
-[ "$(id -u)" = 0 ] && chown postgres "$pg"
 server_port=54329 pglite_port=54330
 cleanup() {
   [ -n "${KEEP:-}" ] && cp "$work"/*.log "$work"/*.failed "$KEEP"/ 2>/dev/null
-  as_postgres "$bindir/pg_ctl" -D "$pg/data" -m fast stop >/dev/null 2>&1 || true
-  [ -n "${pglite:-}" ] && kill "$pglite" 2>/dev/null && wait "$pglite" 2>/dev/null
+  native_server_stop "$pg"
+  pglite_server_stop
   rm -rf "$work"
 }
 trap cleanup EXIT
-as_postgres "$bindir/initdb" -D "$pg/data" -U postgres --auth=trust -E UTF8 --locale=C >/dev/null
-as_postgres "$bindir/pg_ctl" -D "$pg/data" -w -l "$pg/log" -o "-k $pg -p $server_port -c listen_addresses=127.0.0.1" start >/dev/null
+native_server_start "$pg" "$server_port"
 
 cd "$suite"
 export ECTO_ADAPTER=pg MIX_ENV=test
@@ -72,9 +67,7 @@ run() { # name, then env for mix test
 
 run server PG_URL="postgres:postgres@127.0.0.1:$server_port"
 
-(cd "$repo" && exec mix pglite.server --database ecto_test --tcp-port "$pglite_port" --socket-dir "$work" --port "$pglite_port" >"$work/pglite-server.log" 2>&1) &
-pglite=$!
-for _ in $(seq 600); do (echo >/dev/tcp/127.0.0.1/$pglite_port) 2>/dev/null && break; sleep 0.1; done
+pglite_server_start "$repo" "$work" "$pglite_port" ecto_test
 run pglite PG_URL="postgres:postgres@127.0.0.1:$pglite_port" PGLITE=1
 
 echo

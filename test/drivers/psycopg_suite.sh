@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# psycopg's own test suite against a PostgreSQL server and against `mix pglite.server`,
+# one after the other, by hand (it needs a psycopg checkout and PyPI; CI has neither).
+# Prints each side's summary and wall time, then the tests that fail on pglite but not
+# on the server, marked with the README limit that explains them when
+# test/drivers/psycopg_exclusions.txt lists them.
+#
+#   test/drivers/psycopg_suite.sh PSYCOPG_CHECKOUT [PYTEST_ARGS...]
+#
+# PSYCOPG_CHECKOUT: github.com/psycopg/psycopg (tested at tag 3.3.4), not changed. A
+# virtualenv in a temporary directory gets psycopg (pure Python) and psycopg_pool from
+# the checkout and their test requirements from PyPI. KEEP=DIR keeps the logs.
+set -euo pipefail
+export LC_ALL=C PYTHONDONTWRITEBYTECODE=1
+repo=$(cd "$(dirname "$0")/../.." && pwd)
+src=$(cd "$1" && pwd)
+shift
+work=$(mktemp -d)
+. "$repo/test/support/servers.sh"
+server_port=54331 pglite_port=54332
+cleanup() {
+  [ -n "${KEEP:-}" ] && cp "$work"/*.log "$work"/*.failed "$KEEP"/ 2>/dev/null
+  native_server_stop "$work/pg"
+  pglite_server_stop
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+python3 -m venv "$work/venv"
+"$work/venv/bin/pip" install -q "$src/psycopg[test]" "$src/psycopg_pool" pytest-timeout >"$work/pip.log" 2>&1
+
+run() { # name, dsn
+  local name=$1 dsn=$2 start
+  start=$(date +%s)
+  (cd "$src" && PSYCOPG_IMPL=python "$work/venv/bin/pytest" tests -p no:randomly -p no:cacheprovider \
+    --timeout 30 -m "not mypy" -q -rfE --test-dsn "$dsn" "$@") >"$work/$name.log" 2>&1 || true
+  echo "$name: $(tail -1 "$work/$name.log"), $(($(date +%s) - start)) s wall"
+  { grep -E '^(FAILED|ERROR) tests/' "$work/$name.log" || true; } | sed -E 's/^(FAILED|ERROR) //; s/ - .*//' | sort -u >"$work/$name.failed"
+}
+
+native_server_start "$work/pg" "$server_port"
+run server "host=127.0.0.1 port=$server_port user=postgres dbname=postgres" "$@"
+pglite_server_start "$repo" "$work" "$pglite_port" postgres
+run pglite "host=127.0.0.1 port=$pglite_port user=postgres password=postgres dbname=postgres" "$@"
+
+echo
+echo "failing on pglite, not on the server: $(comm -13 "$work/server.failed" "$work/pglite.failed" | wc -l)"
+comm -13 "$work/server.failed" "$work/pglite.failed" | while IFS= read -r t; do
+  why=$({ grep -F -- "$t |" "$repo/test/drivers/psycopg_exclusions.txt" 2>/dev/null || true; } | sed -E 's/^[^|]*\| *//' | head -1)
+  echo "  $t${why:+  [$why]}"
+done
+echo "(logs: ${KEEP:-set KEEP=DIR to keep them})"

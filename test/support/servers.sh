@@ -1,0 +1,40 @@
+# Sourced by the by-hand scripts that run a client's suite against both: a Debian
+# PostgreSQL server in a directory (trust authentication, a Unix socket there, TCP on
+# 127.0.0.1), and `mix pglite.server` in memory.
+#
+#   native_server_start DIR PORT   initdb if DIR has no data yet, then start
+#   native_server_stop DIR
+#   pglite_server_start REPO DIR PORT DATABASE   in the background, until it listens;
+#                                  its pid in $pglite, its log in DIR/pglite-server.log
+#   pglite_server_stop
+
+native_server_bindir() { ls -d /usr/lib/postgresql/*/bin | sort -r | head -1; }
+as_postgres() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+
+native_server_start() {
+  local dir=$1 port=$2 bindir
+  bindir=$(native_server_bindir)
+  mkdir -p "$dir"
+  chmod 755 "$(dirname "$dir")" "$dir" # the server runs as postgres and must reach it
+  [ "$(id -u)" = 0 ] && chown postgres "$dir"
+  [ -d "$dir/data" ] || as_postgres "$bindir/initdb" -D "$dir/data" -U postgres --auth=trust -E UTF8 --locale=C >/dev/null
+  as_postgres "$bindir/pg_ctl" -D "$dir/data" -w -l "$dir/log" -o "-k $dir -p $port -c listen_addresses=127.0.0.1" start >/dev/null
+}
+
+native_server_stop() {
+  as_postgres "$(native_server_bindir)/pg_ctl" -D "$1/data" -m fast stop >/dev/null 2>&1 || true
+}
+
+pglite_server_start() {
+  local repo=$1 dir=$2 port=$3 database=$4
+  (cd "$repo" && exec mix pglite.server --database "$database" --tcp-port "$port" --socket-dir "$dir" --port "$port" >"$dir/pglite-server.log" 2>&1) &
+  pglite=$!
+  for _ in $(seq 1200); do (echo >"/dev/tcp/127.0.0.1/$port") 2>/dev/null && return 0; sleep 0.1; done
+  echo "mix pglite.server did not listen on $port: see $dir/pglite-server.log" >&2
+  return 1
+}
+
+pglite_server_stop() {
+  [ -n "${pglite:-}" ] && kill "$pglite" 2>/dev/null && wait "$pglite" 2>/dev/null
+  pglite=
+}
