@@ -29,10 +29,11 @@ trap cleanup EXIT
 python3 -m venv "$work/venv"
 "$work/venv/bin/pip" install -q "$src/psycopg[test]" "$src/psycopg_pool" pytest-timeout >"$work/pip.log" 2>&1
 
-run() { # name, dsn
+run() { # name, dsn, then pytest's extra arguments
   local name=$1 dsn=$2 start
+  shift 2
   start=$(date +%s)
-  (cd "$src" && PSYCOPG_IMPL=python "$work/venv/bin/pytest" tests -p no:randomly -p no:cacheprovider \
+  (cd "$src" && PSYCOPG_IMPL=python "$work/venv/bin/pytest" tests -p no:randomly -o cache_dir="$work/pytest_cache" \
     --timeout 30 -m "not mypy" -q -rfE --test-dsn "$dsn" "$@") >"$work/$name.log" 2>&1 || true
   echo "$name: $(tail -1 "$work/$name.log"), $(($(date +%s) - start)) s wall"
   { grep -E '^(FAILED|ERROR) tests/' "$work/$name.log" || true; } | sed -E 's/^(FAILED|ERROR) //; s/ - .*//' | sort -u >"$work/$name.failed"
