@@ -88,9 +88,11 @@ impl DataDir {
     /// goes (only a crash leaves it, for the next port to recover from).
     pub fn remove_memory_dir(&self) -> Result<()> {
         match self {
-            DataDir::Memory { memory_dir: Some((_, dir)), .. } => {
-                fs::remove_dir_all(dir).with_context(|| format!("remove memory directory {}", dir.display()))
-            }
+            DataDir::Memory { memory_dir: Some((_, dir)), .. } => match fs::remove_dir_all(dir) {
+                // Already removed by whoever made it: what a clean shutdown wants.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+                other => other.with_context(|| format!("remove memory directory {}", dir.display())),
+            },
             _ => Ok(()),
         }
     }
