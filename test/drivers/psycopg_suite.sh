@@ -18,13 +18,7 @@ shift
 work=$(mktemp -d)
 . "$repo/test/support/servers.sh"
 server_port=54331 pglite_port=54332
-cleanup() {
-  [ -n "${KEEP:-}" ] && cp "$work"/*.log "$work"/*.failed "$KEEP"/ 2>/dev/null
-  native_server_stop "$work/pg"
-  pglite_server_stop
-  rm -rf "$work"
-}
-trap cleanup EXIT
+trap 'servers_cleanup "$work" "$work/pg"' EXIT
 
 python3 -m venv "$work/venv"
 "$work/venv/bin/pip" install -q "$src/psycopg[test]" "$src/psycopg_pool" pytest-timeout >"$work/pip.log" 2>&1

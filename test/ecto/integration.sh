@@ -42,13 +42,7 @@ PY
 . "$repo/test/support/servers.sh"
 pg=$work/pg
 server_port=54329 pglite_port=54330
-cleanup() {
-  [ -n "${KEEP:-}" ] && cp "$work"/*.log "$work"/*.failed "$KEEP"/ 2>/dev/null
-  native_server_stop "$pg"
-  pglite_server_stop
-  rm -rf "$work"
-}
-trap cleanup EXIT
+trap 'servers_cleanup "$work" "$pg"' EXIT
 native_server_start "$pg" "$server_port"
 
 cd "$suite"

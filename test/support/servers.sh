@@ -7,6 +7,8 @@
 #   pglite_server_start REPO DIR PORT DATABASE   in the background, until it listens;
 #                                  its pid in $pglite, its log in DIR/pglite-server.log
 #   pglite_server_stop
+#   servers_cleanup WORK PGDIR     the scripts' EXIT trap: logs copied to $KEEP if set,
+#                                  both servers stopped, WORK removed
 
 native_server_bindir() { ls -d /usr/lib/postgresql/*/bin | sort -r | head -1; }
 as_postgres() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
@@ -37,4 +39,12 @@ pglite_server_start() {
 pglite_server_stop() {
   [ -n "${pglite:-}" ] && kill "$pglite" 2>/dev/null && wait "$pglite" 2>/dev/null
   pglite=
+}
+
+servers_cleanup() {
+  local work=$1 pg=$2
+  [ -n "${KEEP:-}" ] && cp "$work"/*.log "$work"/*.failed "$KEEP"/ 2>/dev/null
+  native_server_stop "$pg"
+  pglite_server_stop
+  rm -rf "$work"
 }
