@@ -14,7 +14,7 @@ use wasmer_wasix::{WasiEnvBuilder, WasiError, WasiFunctionEnv};
 use crate::guest_fs::PGDATA;
 use crate::guest_sleep::{SleepWaker, WakeableTasks};
 use crate::side_modules::SideModules;
-use crate::guest_symbols::DataSymbols;
+use crate::guest_symbols::{peek, poke, DataSymbols};
 use crate::interrupts::GuestInterrupts;
 use crate::memory_pages::ZeroPageSweep;
 use crate::stack_limit::{self, StackLimit};
@@ -453,8 +453,7 @@ impl Backend {
         if ptr <= 0 {
             bail!("guest malloc({len}) failed");
         }
-        let view = self.env.data(&self.store).try_memory_view(&self.store).context("guest memory")?;
-        view.write(ptr as u64, bytes).context("write guest memory")?;
+        poke(&mut self.store, &self.env, ptr as u32, bytes)?;
         let written = self.x.input_write.call(&mut self.store, ptr, len).context("pgl_wasix_input_write")?;
         self.x.free.call(&mut self.store, ptr).context("free")?;
         if written != len {
@@ -475,8 +474,7 @@ impl Backend {
         }
         let read = self.x.output_read.call(s, ptr, len).context("pgl_wasix_output_read")?;
         let mut out = vec![0u8; read.max(0) as usize];
-        let view = self.env.data(&self.store).try_memory_view(&self.store).context("guest memory")?;
-        view.read(ptr as u64, &mut out).context("read guest memory")?;
+        peek(&self.store, &self.env, ptr as u32, &mut out)?;
         self.x.free.call(&mut self.store, ptr).context("free")?;
         ensure_zero(self.x.output_reset.call(&mut self.store)?, "pgl_wasix_output_reset")?;
         Ok(out)
@@ -514,9 +512,7 @@ fn seed_exec_path(store: &mut Store, module: &Module, instance: &Instance, env: 
         return Ok(());
     }
     let ptr = DataSymbols::new(module)?.address(store, instance, "my_exec_path")?;
-    let view = env.data(&*store).try_memory_view(&*store).context("guest memory")?;
-    view.write(u64::from(ptr), format!("{EXE_PATH}\0").as_bytes()).context("write my_exec_path")?;
-    Ok(())
+    poke(store, env, ptr, format!("{EXE_PATH}\0").as_bytes()).context("write my_exec_path")
 }
 
 impl Exports {

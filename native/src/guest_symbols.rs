@@ -1,5 +1,6 @@
 //! Addresses of the PostgreSQL module's exported data symbols (globals such as
-//! `my_exec_path` or `InterruptPending`) in its linear memory.
+//! `my_exec_path` or `InterruptPending`) in its linear memory, and reading and writing
+//! bytes there.
 //!
 //! The module is a WASIX dynamic-linking main module: an exported data global holds an
 //! offset from the module's memory base, which the linker picks as 2^alignment from
@@ -7,6 +8,7 @@
 
 use anyhow::{bail, Context, Result};
 use wasmer::{Instance, Module, Store};
+use wasmer_wasix::WasiFunctionEnv;
 
 pub struct DataSymbols {
     memory_base: u32,
@@ -25,6 +27,18 @@ impl DataSymbols {
             other => bail!("{name} holds {other:?}, not an address"),
         }
     }
+}
+
+/// Writes `bytes` into the guest's memory at `at`.
+pub fn poke(store: &mut Store, env: &WasiFunctionEnv, at: u32, bytes: &[u8]) -> Result<()> {
+    let view = env.data(&*store).try_memory_view(&*store).context("guest memory")?;
+    view.write(u64::from(at), bytes).context("write guest memory")
+}
+
+/// Reads `out.len()` bytes of the guest's memory at `at` into `out`.
+pub fn peek(store: &Store, env: &WasiFunctionEnv, at: u32, out: &mut [u8]) -> Result<()> {
+    let view = env.data(store).try_memory_view(store).context("guest memory")?;
+    view.read(u64::from(at), out).context("read guest memory")
 }
 
 fn memory_base(module: &Module) -> Result<u32> {

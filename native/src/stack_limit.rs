@@ -22,8 +22,7 @@ use anyhow::{bail, Context, Result};
 use wasmer::{Instance, Module, RuntimeError, Store, TypedFunction};
 use wasmer_wasix::WasiFunctionEnv;
 
-use crate::guest_symbols::DataSymbols;
-use crate::stray_portals::poke;
+use crate::guest_symbols::{poke, DataSymbols};
 
 /// `ERROR` in PostgreSQL 17's elog.h.
 const ERROR: i32 = 21;

@@ -19,7 +19,7 @@ use anyhow::{Context, Result};
 use wasmer::{Instance, Module, Store, TypedFunction};
 use wasmer_wasix::WasiFunctionEnv;
 
-use crate::guest_symbols::DataSymbols;
+use crate::guest_symbols::{peek, poke, DataSymbols};
 
 pub struct StrayPortals {
     /// Addresses of `ActivePortal` (a pointer) and `shmem_exit_inprogress` (a bool).
@@ -42,7 +42,9 @@ impl StrayPortals {
     /// Runs `recover`, PostgreSQL's error recovery at the top of its main loop, with
     /// no portal left active by the ERROR it recovers from.
     pub fn recover<T>(&self, store: &mut Store, env: &WasiFunctionEnv, recover: impl FnOnce(&mut Store) -> T) -> Result<T> {
-        let stray = u32::from_le_bytes(peek(store, env, self.active_portal)?);
+        let mut pointer = [0; 4];
+        peek(store, env, self.active_portal, &mut pointer)?;
+        let stray = u32::from_le_bytes(pointer);
         if stray != 0 {
             log::debug!("an ERROR skipped PortalRun's handler: its portal is marked failed");
             self.mark_failed.call(store, stray as i32).context("MarkPortalFailed")?;
@@ -53,17 +55,4 @@ impl StrayPortals {
         poke(store, env, self.exit_in_progress, &[0])?;
         Ok(result)
     }
-}
-
-fn peek(store: &Store, env: &WasiFunctionEnv, at: u32) -> Result<[u8; 4]> {
-    let mut bytes = [0; 4];
-    let view = env.data(store).try_memory_view(store).context("guest memory")?;
-    view.read(u64::from(at), &mut bytes).context("read guest memory")?;
-    Ok(bytes)
-}
-
-/// Writes `bytes` into the guest's memory at `at`.
-pub fn poke(store: &mut Store, env: &WasiFunctionEnv, at: u32, bytes: &[u8]) -> Result<()> {
-    let view = env.data(&*store).try_memory_view(&*store).context("guest memory")?;
-    view.write(u64::from(at), bytes).context("write guest memory")
 }
