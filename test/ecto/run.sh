@@ -17,10 +17,9 @@ export PGLITE_SOCKET_DIR=$work/sock
 mkdir -p "$PGLITE_SOCKET_DIR"
 cp -r "$repo/test/ecto/app" "$work/app"
 
-(cd "$repo" && exec mix pglite.server --socket-dir "$PGLITE_SOCKET_DIR" --port 5432 >"$work/server.log" 2>&1) &
-server=$!
-trap 'kill $server 2>/dev/null; wait $server 2>/dev/null; rm -rf "$work"' EXIT
-for _ in $(seq 600); do [ -S "$PGLITE_SOCKET_DIR/.s.PGSQL.5432" ] && break; sleep 0.1; done
+. "$repo/test/support/servers.sh"
+trap 'pglite_server_stop; rm -rf "$work"' EXIT
+pglite_server_start "$repo" "$PGLITE_SOCKET_DIR" 5432 postgres
 
 cd "$work/app"
 step() { echo "== $*"; local t=$SECONDS; "$@"; echo "   ok in $((SECONDS - t)) s"; }
