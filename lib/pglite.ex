@@ -16,7 +16,9 @@ defmodule Pglite do
 
   ## Options
 
-    * `:database` - the database, created on first start if missing (default `"postgres"`)
+    * `:database` - the database served first and named by `get_connection_opts/1`,
+      created on first start if missing (default `"postgres"`); clients may connect to
+      any other database of the cluster, served one at a time (see `PgliteEx.Databases`)
     * `:username` - the only user clients may log in as (default `"postgres"`)
     * `:password` - checked with SCRAM-SHA-256 (default `"postgres"`)
     * `:data_dir` - keep the data in this directory (created on first use); giving it

@@ -67,7 +67,7 @@ defmodule PgliteEx do
   use GenServer
   require Logger
 
-  alias PgliteEx.{InFlight, KeepAwake, MessageBuffer, OutputFlow, PortProcess, SessionState, Timeouts, Turns, Wire}
+  alias PgliteEx.{Databases, InFlight, KeepAwake, MessageBuffer, OutputFlow, PortProcess, SessionState, Timeouts, Turns, Wire}
 
   @typedoc "What a client says about a payload it submits."
   @type meta :: %{
@@ -152,7 +152,9 @@ defmodule PgliteEx do
     # A ROLLBACK was tried since the last client's turn (see next/1).
     rollback_tried: false,
     # The port holds its output for a holder that stopped reading (PgliteEx.OutputFlow).
-    paused: false
+    paused: false,
+    # The database served, and clients waiting for another (PgliteEx.Databases).
+    databases: nil
   ]
 
   ## API
@@ -161,7 +163,8 @@ defmodule PgliteEx do
   Starts the port and waits for its ready frame. Options: `:executable` (path of
   pglite-port), `:env` (list of `{name, value}`), `:timeout`, `:run_dir` (where the
   port's stderr is kept), `:idle_in_transaction_timeout` (ms, 0 = never),
-  `:busy_wait_us` (see `PgliteEx.KeepAwake`; 0 = never), `:name`.
+  `:busy_wait_us` (see `PgliteEx.KeepAwake`; 0 = never), `:database` (the one served
+  first), `:data_dir` (nil in memory), `:name`.
   """
   @spec start_link(keyword()) :: GenServer.on_start()
   def start_link(opts) do
@@ -176,10 +179,14 @@ defmodule PgliteEx do
   the backend's (`ISO, DMY` for `iso,dmy`, `UTF8` for `utf8`), and an invalid one is
   the FATAL error a server would answer. The answer is kept for the next client with
   the same settings, which then waits for nothing.
+
+  A client of another `database` than the one served waits for the backend to serve
+  it (`PgliteEx.Databases`).
   """
-  @spec register(GenServer.server(), non_neg_integer(), SessionState.settings()) ::
+  @spec register(GenServer.server(), non_neg_integer(), SessionState.settings(), String.t()) ::
           {:ok, pos_integer(), [{String.t(), String.t()}]} | {:error, {:fatal, String.t(), String.t()}}
-  def register(server, secret, settings), do: GenServer.call(server, {:register, secret, settings}, :infinity)
+  def register(server, secret, settings, database),
+    do: GenServer.call(server, {:register, secret, settings, database}, :infinity)
 
   @doc """
   Sends whole frontend messages to the backend once the caller holds it (waiting in
@@ -206,8 +213,8 @@ defmodule PgliteEx do
   def cancel(server, id, secret), do: GenServer.cast(server, {:cancel, id, secret})
 
   @doc """
-  Runs `sql` as one simple query in its own turn, with default settings. A transaction
-  it leaves open is rolled back. Returns the backend's messages up to ReadyForQuery.
+  Runs `sql` as one simple query in its own turn, with default settings, in the
+  database served now. A transaction it leaves open is rolled back. Returns the backend's messages up to ReadyForQuery.
   """
   @spec simple_query(GenServer.server(), String.t(), timeout()) :: {:ok, [{byte(), binary()}]} | {:error, term()}
   def simple_query(server, sql, timeout), do: GenServer.call(server, {:query, sql}, timeout)
@@ -225,7 +232,8 @@ defmodule PgliteEx do
     case PortProcess.open(opts) do
       {:ok, process} ->
         awake = KeepAwake.start(Keyword.get(opts, :busy_wait_us, 0))
-        {:ok, %__MODULE__{process: process, parameters: process.parameters, opts: opts, up_since: now(), awake: awake}}
+        databases = Databases.new(Keyword.get(opts, :database, "postgres"))
+        {:ok, %__MODULE__{process: process, parameters: process.parameters, opts: opts, up_since: now(), awake: awake, databases: databases}}
       {:error, reason} -> {:stop, reason}
     end
   end
@@ -233,28 +241,24 @@ defmodule PgliteEx do
   ## Calls
 
   @impl true
-  def handle_call({:register, secret, settings}, {pid, _} = from, state) do
-    id = state.next_id
+  def handle_call({:register, secret, settings, database}, from, %{databases: %{serving: serving}} = state)
+      when database != serving do
+    if keeps_files?(state.opts) do
+      # Looked up first, as a server answers a missing database at once.
+      timer = Process.send_after(self(), {:switch_timeout, from}, Databases.wait_ms())
+      waiter = %{from: from, secret: secret, settings: settings, database: database, timer: timer}
+      {:noreply, %{state | chores: state.chores ++ [{:look_up, waiter}]} |> next() |> arm_timers()}
+    else
+      # Starting the port again would start from the template: nothing kept.
+      message = ~s(database "#{database}" is not served here: this pglite instance keeps its data in the port's memory and serves only database "#{serving}")
+      {:reply, {:error, {:fatal, "3D000", message}}, state}
+    end
+  end
 
-    client = %{
-      id: id,
-      ref: Process.monitor(pid),
-      secret: secret,
-      statements: MapSet.new(),
-      settings: settings,
-      dirty: false,
-      objects: MapSet.new(),
-      channels: MapSet.new(),
-      # Bytes handed to it and not yet written to its socket (PgliteEx.OutputFlow).
-      unwritten: 0
-    }
-
-    state = %{state | clients: Map.put(state.clients, pid, client), next_id: id + 1}
-
-    cond do
-      SessionState.reported_as_given?(settings) -> {:reply, {:ok, id, reported(state, settings)}, state}
-      Map.has_key?(state.checked, settings) -> {:reply, {:ok, id, state.checked[settings]}, state}
-      true -> {:noreply, state |> enqueue({:register, from, pid}) |> next() |> arm_timers()}
+  def handle_call({:register, secret, settings, _database}, from, state) do
+    case admit(state, from, secret, settings) do
+      {nil, state} -> {:noreply, state}
+      {reply, state} -> {:reply, reply, state}
     end
   end
 
@@ -408,6 +412,17 @@ defmodule PgliteEx do
       else: {:noreply, state |> refuse_waiting(from, {:canceled, code, message}) |> arm_timers()}
   end
 
+  def handle_info({:switch_timeout, from}, state) do
+    case Databases.take_from(state.databases, from) do
+      {nil, _} ->
+        {:noreply, state}
+
+      {waiter, databases} ->
+        GenServer.reply(from, {:error, Databases.busy(databases, waiter.database, map_size(state.clients))})
+        {:noreply, %{state | databases: databases}}
+    end
+  end
+
   def handle_info({:EXIT, port, _reason}, state) when is_port(port), do: {:noreply, state}
   def handle_info({:EXIT, _pid, reason}, state), do: {:stop, reason, state}
   def handle_info(_other, state), do: {:noreply, state}
@@ -539,7 +554,7 @@ defmodule PgliteEx do
   defp next(%{holder: nil} = state) do
     case Turns.next(state, &(state.clients[&1][:settings] || %{}), state.process != nil) do
       :wait ->
-        state
+        maybe_switch(state)
 
       {:chore, chore, changes} ->
         run_chore(Map.merge(state, changes), chore)
@@ -652,6 +667,8 @@ defmodule PgliteEx do
   defp chore_payload(:rollback, %{status: ?I}), do: nil
   defp chore_payload(:rollback, _state), do: {Wire.query("ROLLBACK"), ~c"Q"}
   defp chore_payload({:reply, _, _}, _state), do: nil
+  defp chore_payload({:look_up, waiter}, _state), do: {Wire.query(Databases.check_sql(waiter.database)), ~c"Q"}
+  defp chore_payload({:switch, database}, _state), do: {Wire.query(Databases.check_sql(database)), ~c"Q"}
 
   defp chore_payload({:close, statements}, _state) do
     if MapSet.size(statements) == 0,
@@ -743,7 +760,85 @@ defmodule PgliteEx do
     state
   end
 
+  defp chore_done(state, {:look_up, waiter}, messages) do
+    # Its time may have run out while the look-up waited for its turn.
+    case {Databases.verdict(messages, waiter.database), Process.read_timer(waiter.timer)} do
+      {:ok, left} when is_integer(left) ->
+        %{state | databases: Databases.wait(state.databases, waiter)}
+
+      {:ok, false} ->
+        GenServer.reply(waiter.from, {:error, Databases.busy(state.databases, waiter.database, map_size(state.clients))})
+        state
+
+      {refusal, _} ->
+        cancel_timer(waiter.timer)
+        GenServer.reply(waiter.from, {:error, refusal})
+        state
+    end
+  end
+
+  # A client of the served database that came while the check ran keeps it served.
+  defp chore_done(%{clients: clients} = state, {:switch, _}, _messages) when map_size(clients) > 0, do: state
+
+  defp chore_done(state, {:switch, database}, messages) do
+    {waiters, databases} = Databases.take(state.databases, database)
+    Enum.each(waiters, &cancel_timer(&1.timer))
+    state = %{state | databases: databases}
+
+    case Databases.verdict(messages, database) do
+      :ok -> switch(state, database, waiters)
+      refusal -> Enum.each(waiters, &GenServer.reply(&1.from, {:error, refusal})) && state
+    end
+  end
+
   defp chore_done(state, _chore, _messages), do: state
+
+  ## Serving another database
+
+  # The backend is free and no client of its database is left: serve a waiting one's.
+  defp maybe_switch(state) do
+    free? = state.process != nil and state.holder == nil and state.chores == [] and :queue.is_empty(state.queue)
+
+    case Databases.due(state.databases, map_size(state.clients), free?) do
+      nil -> state
+      database -> run_chore(state, {:switch, database})
+    end
+  end
+
+  # A clean stop (a checkpoint), then the port again on `database`, on the same files.
+  defp switch(state, database, waiters) do
+    PortProcess.stop(state.process)
+    opts = Keyword.update(state.opts, :env, [], &(Enum.reject(&1, fn {k, _} -> k == "PGLITE_DATABASE" end) ++ [{"PGLITE_DATABASE", database}]))
+
+    case PortProcess.open(opts) do
+      {:ok, process} ->
+        Logger.info("serving database #{inspect(database)} (was #{inspect(state.databases.serving)})")
+        databases = %{state.databases | serving: database}
+        state = %{forget_backend(state) | process: process, parameters: process.parameters, opts: opts, up_since: now(), checked: %{}, databases: databases}
+
+        Enum.reduce(waiters, state, fn waiter, acc ->
+          case admit(acc, waiter.from, waiter.secret, waiter.settings) do
+            {nil, acc} -> acc
+            {reply, acc} -> GenServer.reply(waiter.from, reply) && acc
+          end
+        end)
+
+      # Back to the database served before, as after a crash.
+      {:error, reason} ->
+        Logger.error("pglite-port could not start on database #{inspect(database)}: #{inspect(reason)}")
+        refusal = {:fatal, "57P03", ~s(the backend could not start on database "#{database}")}
+        Enum.each(waiters, &GenServer.reply(&1.from, {:error, refusal}))
+        send(self(), :restart)
+        %{forget_backend(state) | process: nil, holder: :down}
+    end
+  end
+
+  # Starting the port again keeps the data only when its files outlive it: a data
+  # directory, or an in-memory instance's memory directory.
+  defp keeps_files?(opts) do
+    memory_dir = opts |> Keyword.get(:env, []) |> Enum.filter(&match?({"PGLITE_MEMORY_DIR", _}, &1)) |> List.last()
+    opts[:data_dir] != nil or match?({_, dir} when dir != "", memory_dir)
+  end
 
   # The channels a client listens on after its turn. What its SQL text said (LISTEN,
   # UNLISTEN) is not what happened if the transaction rolled back; for a channel no
@@ -756,6 +851,33 @@ defmodule PgliteEx do
   end
 
   ## Clients
+
+  # A new client: its record, and its registration's answer now (`{reply, state}`) or
+  # after its settings were checked in turn (`{nil, state}`).
+  defp admit(state, {pid, _} = from, secret, settings) do
+    id = state.next_id
+
+    client = %{
+      id: id,
+      ref: Process.monitor(pid),
+      secret: secret,
+      statements: MapSet.new(),
+      settings: settings,
+      dirty: false,
+      objects: MapSet.new(),
+      channels: MapSet.new(),
+      # Bytes handed to it and not yet written to its socket (PgliteEx.OutputFlow).
+      unwritten: 0
+    }
+
+    state = %{state | clients: Map.put(state.clients, pid, client), next_id: id + 1}
+
+    cond do
+      SessionState.reported_as_given?(settings) -> {{:ok, id, reported(state, settings)}, state}
+      Map.has_key?(state.checked, settings) -> {{:ok, id, state.checked[settings]}, state}
+      true -> {nil, state |> enqueue({:register, from, pid}) |> next() |> arm_timers()}
+    end
+  end
 
   # Most payloads prepare, close, listen and change nothing.
   defp note_submit(state, _pid, %{prepared: [], closed: [], session: false}), do: state
@@ -979,6 +1101,9 @@ defmodule PgliteEx do
     do: GenServer.reply(from, {:error, {:fatal, "XX000", "internal error in the pglite front end: the backend did not answer (logged)"}})
 
   defp abandon_chore({:query, from, _sql}), do: GenServer.reply(from, {:error, :backend_did_not_answer})
+
+  defp abandon_chore({:look_up, waiter}),
+    do: GenServer.reply(waiter.from, {:error, {:fatal, "XX000", "internal error in the pglite front end: the backend did not answer (logged)"}})
   defp abandon_chore(_chore), do: :ok
 
   defp describe({:sent, _pid, kinds}), do: "sent:" <> List.to_string(kinds)
@@ -1123,12 +1248,25 @@ defmodule PgliteEx do
       send(pid, {:pglite_down, self(), reason})
     end
 
+    {waiters, databases} = Databases.take_all(state.databases)
+    looking_up = for {:look_up, waiter} <- [holder_chore(state.holder) | state.chores], do: waiter
+
+    for waiter <- waiters ++ looking_up do
+      cancel_timer(waiter.timer)
+      GenServer.reply(waiter.from, {:error, {:fatal, "57P01", "terminating connection because #{reason}"}})
+    end
+
+    forget_backend(%{stop_idle_timer(state) | queue: :queue.new(), chores: [], clients: %{}, databases: databases})
+  end
+
+  defp holder_chore({:chore, chore, _}), do: chore
+  defp holder_chore(_holder), do: nil
+
+  # What this process knows of the port's session, forgotten for a new port.
+  defp forget_backend(state) do
     %{
-      stop_idle_timer(state)
-      | queue: :queue.new(),
-        chores: [],
-        clients: %{},
-        incoming: MessageBuffer.new(),
+      state
+      | incoming: MessageBuffer.new(),
         status: ?I,
         in_flight: InFlight.new(),
         open: false,
@@ -1143,7 +1281,8 @@ defmodule PgliteEx do
         probes_answered: 0,
         barrier_probe: nil,
         history: [],
-        history_len: 0
+        history_len: 0,
+        paused: false
     }
   end
 

@@ -46,6 +46,7 @@ defmodule PgliteEx.Instance do
       run_dir: socket_dir,
       idle_in_transaction_timeout: opts.idle_in_transaction_timeout,
       busy_wait_us: opts.busy_wait_us,
+      database: opts.database,
       data_dir: opts.data_dir && Path.expand(opts.data_dir)
     ]
 
@@ -65,7 +66,9 @@ defmodule PgliteEx.Instance do
   defp port_env(opts, memory_dir) do
     data = if opts.memory, do: "memory://", else: Path.expand(opts.data_dir)
     template = if opts.template, do: [{"PGLITE_TEMPLATE_DIR", Path.expand(opts.template)}], else: []
-    memory = if memory_dir, do: [{"PGLITE_MEMORY_DIR", memory_dir}], else: []
+    # Kept at the port's clean exits (MemoryDir removes it): serving another database
+    # starts the port again on it.
+    memory = if memory_dir, do: [{"PGLITE_MEMORY_DIR", memory_dir}, {"PGLITE_KEEP_MEMORY_DIR", "1"}], else: []
 
     [{"PGLITE_DATA_DIR", data}, {"PGLITE_USERNAME", opts.username}, {"PGLITE_DATABASE", opts.database}] ++
       template ++ memory ++ opts.env

@@ -251,8 +251,9 @@ defmodule PgliteEx.SessionState do
     end
   end
 
-  # E'' strings mean the same whatever a client set standard_conforming_strings to.
-  defp literal(text), do: "E'" <> (text |> String.replace("\\", "\\\\") |> String.replace("'", "''")) <> "'"
+  @doc "`text` as an SQL string literal; E'' means the same whatever standard_conforming_strings is."
+  @spec literal(String.t()) :: String.t()
+  def literal(text), do: "E'" <> (text |> String.replace("\\", "\\\\") |> String.replace("'", "''")) <> "'"
 
   defp quote_ident(name), do: ~s(") <> String.replace(name, ~s("), ~s("")) <> ~s(")
 end

@@ -52,10 +52,17 @@ pub struct Config {
     /// a RAM-backed directory such as one under /dev/shm) instead of the port's own
     /// memory, so that they outlive the port: a port started again on DIR after a crash
     /// recovers every commit, as on a data directory. A clean shutdown (end of input,
-    /// Terminate, SIGTERM) removes DIR. Locked while the port runs. Empty: the port's
-    /// own memory.
+    /// Terminate, SIGTERM) removes DIR unless --keep-memory-dir. Locked while the port
+    /// runs. Empty: the port's own memory.
     #[arg(long, env = "PGLITE_MEMORY_DIR", value_name = "DIR")]
     pub memory_dir: Option<PathBuf>,
+
+    /// Leave the memory directory at a clean shutdown too: its owner removes it, and a
+    /// port started on it later goes on with the data (the front end restarts the port
+    /// on another database that way).
+    #[arg(long, env = "PGLITE_KEEP_MEMORY_DIR", action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true",
+          value_parser = clap::builder::BoolishValueParser::new(), default_value_t = false)]
+    pub keep_memory_dir: bool,
 
     /// The session's user.
     #[arg(long, env = "PGLITE_USERNAME", default_value = "postgres")]

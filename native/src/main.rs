@@ -171,7 +171,9 @@ fn run(config: &Config) -> Result<u8> {
     log::info!("ready: database {:?} as {:?} in {}", config.database, config.username, config.data_dir);
     backend.serve()?;
     backend.shutdown()?;
-    data.remove_memory_dir()?;
+    if !config.keep_memory_dir {
+        data.remove_memory_dir()?;
+    }
     let end = stdin.end_reason().unwrap_or(EndReason::Eof);
     log::info!("shut down cleanly ({end:?})");
     Ok(end.exit_code() as u8)

@@ -75,6 +75,29 @@ fn in_memory_commits_survive_kill_9_with_a_memory_directory() {
     assert_eq!(port.finish().0, 0);
 }
 
+/// With PGLITE_KEEP_MEMORY_DIR a clean shutdown leaves the memory directory to its
+/// owner, and the next port goes on with its data, in another database too.
+#[test]
+fn a_kept_memory_directory_carries_the_data_to_the_next_port() {
+    let tmp = tempfile::tempdir().unwrap();
+    let memory = tmp.path().join("mem");
+    let dir = memory.to_str().unwrap();
+    let mut port = Port::spawn_with("memory://", &[("PGLITE_MEMORY_DIR", dir), ("PGLITE_KEEP_MEMORY_DIR", "1")]);
+    port.read_frame_messages();
+    port.rows("CREATE DATABASE app_test");
+    port.rows("CREATE TABLE kept (id int)");
+    port.rows("INSERT INTO kept VALUES (7)");
+    assert_eq!(port.finish().0, 0);
+    assert!(memory.exists(), "kept after a clean shutdown");
+
+    let mut port = Port::spawn_with("memory://", &[("PGLITE_MEMORY_DIR", dir), ("PGLITE_DATABASE", "app_test")]);
+    port.read_frame_messages();
+    assert_eq!(port.rows("SELECT current_database()"), vec![vec![Some("app_test".into())]]);
+    assert_eq!(port.rows("SELECT count(*) FROM pg_database WHERE datname = 'app_test'"), vec![vec![Some("1".into())]]);
+    assert_eq!(port.finish().0, 0);
+    assert!(!memory.exists(), "removed at a clean shutdown without the setting");
+}
+
 #[test]
 fn a_second_port_on_the_same_directory_is_refused() {
     let tmp = tempfile::tempdir().unwrap();

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The Ecto workflow against `mix pglite.server`, by hand (CI reaches neither Hex nor
-# GitHub): mix ecto.migrate, ecto.rollback --all, ecto.migrate again, then async
-# Sandbox tests that hit constraint errors (Postgrex's savepoint mode).
+# GitHub), with the repo's own databases (ecto_check_dev, ecto_check_test): mix
+# ecto.create, ecto.migrate, ecto.rollback --all, ecto.migrate again, then async Sandbox
+# tests that hit constraint errors (Postgrex's savepoint mode), Ecto.Multi, upserts in
+# a schema prefix, 2,000 parameters; then mix ecto.drop of both.
 #
 #   test/ecto/run.sh DEPS_DIR
 #
@@ -24,7 +26,10 @@ pglite_server_start "$repo" "$PGLITE_SOCKET_DIR" 5432 postgres
 cd "$work/app"
 step() { echo "== $*"; local t=$SECONDS; "$@"; echo "   ok in $((SECONDS - t)) s"; }
 step mix compile --quiet
+step mix ecto.create
 step mix ecto.migrate
 step mix ecto.rollback --all
 step mix ecto.migrate
 step mix test
+step mix ecto.drop
+MIX_ENV=test step mix ecto.drop

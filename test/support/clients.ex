@@ -108,10 +108,11 @@ defmodule Pglite.TestClients do
 
   @doc """
   Starts psql as a long-running OS process fed through a port, for tests that kill a
-  client in the middle of something. Returns {port, os_pid}.
+  client in the middle of something (`database:` another than the instance's).
+  Returns {port, os_pid}.
   """
-  def open_psql(pg) do
-    c = Pglite.get_connection_opts(pg)
+  def open_psql(pg, opts \\ []) do
+    c = Keyword.merge(Pglite.get_connection_opts(pg), opts)
     psql = System.find_executable("psql")
 
     port =

@@ -31,6 +31,8 @@ defmodule PgliteEx.Server.Connection do
     :secret,
     :scram,
     :user,
+    # The database its StartupMessage names.
+    :database,
     # The instance's connection facts (user, database, SCRAM secret), read once.
     :info,
     # Settings asked for in the StartupMessage.
@@ -212,18 +214,13 @@ defmodule PgliteEx.Server.Connection do
     user = Map.get(params, "user", "")
     database = Map.get(params, "database", user)
 
-    # One backend runs as one role in one database: another role or database may well
-    # exist (CREATE ROLE, CREATE DATABASE work), but cannot be served, so say that.
-    cond do
-      user != info.username ->
-        close_fatal(state, "28000", ~s(role "#{user}" cannot log in here: this pglite instance accepts only role "#{info.username}"))
-
-      database != info.database ->
-        close_fatal(state, "3D000", ~s(database "#{database}" is not served here: this pglite instance serves only database "#{info.database}"))
-
-      true ->
-        send_bytes(state, Wire.authentication(10, "SCRAM-SHA-256" <> <<0, 0>>))
-        process(%{state | phase: :sasl_initial, user: user, settings: SessionState.startup_settings(params)})
+    # One backend runs as one role: another role may well exist (CREATE ROLE works), but
+    # cannot be served, so say that. Another database is served in turn (PgliteEx.Databases).
+    if user != info.username do
+      close_fatal(state, "28000", ~s(role "#{user}" cannot log in here: this pglite instance accepts only role "#{info.username}"))
+    else
+      send_bytes(state, Wire.authentication(10, "SCRAM-SHA-256" <> <<0, 0>>))
+      process(%{state | phase: :sasl_initial, user: user, database: database, settings: SessionState.startup_settings(params)})
     end
   end
 
@@ -403,7 +400,7 @@ defmodule PgliteEx.Server.Connection do
     backend = PgliteEx.Instance.backend(state.instance)
     Process.monitor(backend)
 
-    case PgliteEx.register(backend, :binary.decode_unsigned(state.secret), state.settings) do
+    case PgliteEx.register(backend, :binary.decode_unsigned(state.secret), state.settings, state.database) do
       {:ok, id, parameters} ->
         send_bytes(state, [
           Wire.authentication(0),

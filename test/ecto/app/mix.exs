@@ -5,7 +5,7 @@ defmodule EctoCheck.MixProject do
 
   def project do
     # Its tests end in _check.exs: the pglite suite, which holds this directory, must not run them.
-    [app: :ecto_check, version: "0.1.0", elixir: "~> 1.14", deps: deps(), test_pattern: "*_check.exs", aliases: [test: ["ecto.migrate --quiet", "test"]]]
+    [app: :ecto_check, version: "0.1.0", elixir: "~> 1.14", deps: deps(), test_pattern: "*_check.exs", aliases: [test: ["ecto.create --quiet", "ecto.migrate --quiet", "test"]]]
   end
 
   def application, do: [extra_applications: [:logger], mod: {EctoCheck.Application, []}]

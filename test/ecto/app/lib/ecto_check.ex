@@ -28,3 +28,13 @@ defmodule EctoCheck.Comment do
     belongs_to :post, EctoCheck.Post
   end
 end
+
+defmodule EctoCheck.AuditEvent do
+  use Ecto.Schema
+  @schema_prefix "audit"
+
+  schema "events" do
+    field :name, :string
+    field :count, :integer, default: 0
+  end
+end
