@@ -22,13 +22,15 @@ defmodule Pglite.MixProject do
 
   # What a build from Hex needs: the Elixir code, the Rust crate the Mix compiler falls
   # back to (native/, Cargo.toml, Cargo.lock; its tests are named by Cargo.toml), and
-  # the checksums of the prebuilt binaries (written by build_release.sh for a release).
-  # Not test/ or bench/.
+  # the checksums of the prebuilt binaries (written by build_release.sh for a release;
+  # a package built without them always builds with cargo). Not test/ or bench/.
   defp package do
+    checksums = if File.exists?("pglite-port.checksums"), do: ["pglite-port.checksums"], else: []
+
     [
       licenses: ["Apache-2.0"],
       links: %{"PGlite" => "https://pglite.dev", "Wasmer" => "https://wasmer.io"},
-      files: ~w(lib mix.exs README.md LICENSE NOTICE CHANGELOG.md Cargo.toml Cargo.lock native pglite-port.checksums)
+      files: ~w(lib mix.exs README.md LICENSE NOTICE CHANGELOG.md Cargo.toml Cargo.lock native) ++ checksums
     ]
   end
 

@@ -74,6 +74,7 @@ impl Host {
         let mut runtime = PluggableRuntime::new(tasks);
         runtime.set_engine(engine.clone());
         runtime.set_module_cache(side_modules);
+        runtime.with_instantiation_hook(crate::no_space::NoSpaceHook);
         Arc::new(runtime)
     }
 }

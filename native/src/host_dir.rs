@@ -16,7 +16,10 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::SystemTime;
 
+use std::os::fd::AsRawFd;
+
 use anyhow::{Context as _, Result};
+use crate::no_space;
 use virtual_fs::{
     AsyncRead, AsyncSeek, AsyncWrite, FileOpener, FileSystem, FsError, Metadata, OpenOptions, OpenOptionsConfig,
     ReadDir, VirtualFile,
@@ -139,10 +142,10 @@ impl AsyncRead for HostFile {
 
 impl AsyncWrite for HostFile {
     fn poll_write(mut self: Pin<&mut Self>, _cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        Poll::Ready(self.file.write(buf))
+        Poll::Ready(self.file.write(buf).map_err(no_space::note))
     }
     fn poll_write_vectored(mut self: Pin<&mut Self>, _cx: &mut Context<'_>, bufs: &[io::IoSlice<'_>]) -> Poll<io::Result<usize>> {
-        Poll::Ready(self.file.write_vectored(bufs))
+        Poll::Ready(self.file.write_vectored(bufs).map_err(no_space::note))
     }
     fn is_write_vectored(&self) -> bool {
         true
@@ -193,8 +196,24 @@ impl VirtualFile for HostFile {
     fn size(&self) -> u64 {
         self.file.metadata().map_or(0, |m| m.len())
     }
+    /// Growing reserves the space (posix_fallocate), as PostgreSQL's own
+    /// `posix_fallocate` does when it extends a relation (WASIX's `fd_allocate` comes
+    /// here): a full disk is an error now, not a later write that cannot be done.
     fn set_len(&mut self, new_size: u64) -> virtual_fs::Result<()> {
-        self.file.set_len(new_size).map_err(Into::into)
+        let current = self.size();
+        if new_size > current {
+            let (Ok(offset), Ok(len)) = (libc::off_t::try_from(current), libc::off_t::try_from(new_size - current)) else {
+                return Err(FsError::InvalidInput);
+            };
+            // SAFETY: the descriptor is this file's own, open for as long as `self`.
+            match unsafe { libc::posix_fallocate(self.file.as_raw_fd(), offset, len) } {
+                0 => return Ok(()),
+                // A file system that cannot reserve space: extend as ftruncate does.
+                libc::EOPNOTSUPP | libc::EINVAL => {}
+                errno => return Err(no_space::note(io::Error::from_raw_os_error(errno)).into()),
+            }
+        }
+        self.file.set_len(new_size).map_err(|e| no_space::note(e).into())
     }
     fn unlink(&mut self) -> virtual_fs::Result<()> {
         fs::remove_file(&self.path).map_err(Into::into)

@@ -17,6 +17,7 @@ pub mod host_dir;
 pub mod interrupts;
 pub mod memory_pages;
 pub mod module_cache;
+pub mod no_space;
 pub mod output_gate;
 pub mod pg_dump;
 pub mod precompile;

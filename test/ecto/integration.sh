@@ -9,11 +9,9 @@
 #   test/ecto/integration.sh DEPS_DIR
 #
 # DEPS_DIR: source checkouts of Ecto and its dependencies, and jason (see
-# copy_deps.sh), copied, not changed. An instance serves one database and one role,
-# so on pglite the suite's own set-up skips dropping and creating its database
-# (`storage_down`/`storage_up` from the maintenance database) and the instance is
-# started with `--database ecto_test` instead, and its repos take the advisory
-# migration lock: the README's Ecto advice.
+# copy_deps.sh), copied, not changed. On pglite the suite's repos take the advisory
+# migration lock: the README's Ecto advice. Its set-up drops and creates ecto_test
+# from the maintenance database on both, as it is written.
 set -euo pipefail
 export LC_ALL=C # one sort order for comm
 repo=$(cd "$(dirname "$0")/../.." && pwd)
@@ -24,9 +22,6 @@ python3 - "$suite/integration_test/pg/test_helper.exs" <<'PY'
 import sys
 path = sys.argv[1]
 text = open(path).read()
-for call in ["_ = Ecto.Adapters.Postgres.storage_down(TestRepo.config())", ":ok = Ecto.Adapters.Postgres.storage_up(TestRepo.config())"]:
-    assert call in text, call
-    text = text.replace(call, 'unless System.get_env("PGLITE"), do: (%s)' % call)
 # The README's Ecto advice: the advisory migration lock (the table lock holds a
 # transaction on one connection while the migration waits on another).
 lock = 'migration_lock: if(System.get_env("PGLITE"), do: :pg_advisory_lock, else: :table_lock)'
@@ -61,7 +56,7 @@ run() { # name, then env for mix test
 
 run server PG_URL="postgres:postgres@127.0.0.1:$server_port"
 
-pglite_server_start "$repo" "$work" "$pglite_port" ecto_test
+pglite_server_start "$repo" "$work" "$pglite_port" postgres
 run pglite PG_URL="postgres:postgres@127.0.0.1:$pglite_port" PGLITE=1
 
 echo
