@@ -62,7 +62,9 @@ defmodule PgliteEx do
   If the port dies, every client is closed with FATAL `57P01` and the port is started
   again after a back-off (50 ms, doubling up to 5 s, reset after 30 s of good service).
   Only a start-up that cannot succeed (an exit that is not a kill by a signal) stops
-  this process, with that reason.
+  this process, with that reason; not a full disk: while its start fails for lack of
+  space it is retried (back-off up to 5 s) and new clients are refused with FATAL
+  `53100`, until space is freed.
   """
   use GenServer
   require Logger
@@ -154,7 +156,9 @@ defmodule PgliteEx do
     # The port holds its output for a holder that stopped reading (PgliteEx.OutputFlow).
     paused: false,
     # The database served, and clients waiting for another (PgliteEx.Databases).
-    databases: nil
+    databases: nil,
+    # Why the port cannot start again now (its disk is full), while it is retried.
+    cannot_start: nil
   ]
 
   ## API
@@ -241,6 +245,10 @@ defmodule PgliteEx do
   ## Calls
 
   @impl true
+  def handle_call({:register, _secret, _settings, _database}, _from, %{holder: :down, cannot_start: why} = state)
+      when is_binary(why),
+      do: {:reply, {:error, {:fatal, "53100", "the database system cannot start: #{why} (retried every few seconds)"}}, state}
+
   def handle_call({:register, secret, settings, database}, from, %{databases: %{serving: serving}} = state)
       when database != serving do
     if keeps_files?(state.opts) do
@@ -338,8 +346,16 @@ defmodule PgliteEx do
     case PortProcess.open(state.opts) do
       {:ok, process} ->
         Logger.info("pglite-port is back (restart #{state.restarts})")
-        state = %{state | process: process, parameters: process.parameters, holder: nil, up_since: now()}
+        state = %{state | process: process, parameters: process.parameters, holder: nil, up_since: now(), cannot_start: nil}
         {:noreply, state |> next() |> arm_timers()}
+
+      # Not the user's supervision tree's to end: it starts once space is freed.
+      {:error, {:bad_data_dir, "its disk is full" <> _ = why}} ->
+        delay = Enum.at(@backoff_ms, state.restarts, List.last(@backoff_ms))
+        if state.cannot_start == nil, do: Logger.error("pglite-port cannot start: #{why}; retrying until it can")
+        Process.send_after(self(), :restart, delay)
+        state = fail_everyone(state, "the database system cannot start: #{why}")
+        {:noreply, %{state | restarts: state.restarts + 1, cannot_start: why}}
 
       {:error, {:port_exited, status, _}} when not is_integer(status) or status >= 128 ->
         delay = Enum.at(@backoff_ms, state.restarts, List.last(@backoff_ms))

@@ -111,7 +111,10 @@ impl DataDir {
 /// file or WAL, a directory it cannot write). None for anything else.
 pub fn why_it_cannot_start(log: &str) -> Option<&'static str> {
     let has = |needle: &str| log.contains(needle);
-    if has("was initialized by PostgreSQL version") {
+    // First: a full disk also fails whatever start-up step wrote last.
+    if has("No space left on device") {
+        Some("its disk is full (No space left on device): free space on it; nothing committed is lost")
+    } else if has("was initialized by PostgreSQL version") {
         Some("it was made by another PostgreSQL major version (this is 17): dump it with that version's pg_dump and load the dump into a new data directory")
     } else if has("PG_CONTROL_VERSION") || has("incorrect checksum in control file") || has("global/pg_control") {
         Some("its control file (global/pg_control) is damaged: restore the directory from a backup, or load a dump into a new one")
@@ -382,6 +385,7 @@ mod tests {
             ("DETAIL:  The database cluster was initialized with PG_CONTROL_VERSION 1687907575", "control file"),
             ("LOG:  invalid checkpoint record\nPANIC:  could not locate a valid checkpoint record at 0/147A1A8", "write-ahead log"),
             ("FATAL:  could not open file \"global/pg_filenode.map\": Permission denied", "cannot be written"),
+            ("LOG:  redo done at 0/1497128\nPANIC:  could not write to file \"pg_logical/replorigin_checkpoint.tmp\": No space left on device", "disk is full"),
         ];
         for (log, expected) in cases {
             let why = why_it_cannot_start(log).unwrap_or_default();
