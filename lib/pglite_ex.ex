@@ -69,7 +69,7 @@ defmodule PgliteEx do
   use GenServer
   require Logger
 
-  alias PgliteEx.{Databases, InFlight, KeepAwake, MessageBuffer, OutputFlow, PortProcess, SessionState, Timeouts, Turns, Wire}
+  alias PgliteEx.{Chores, Databases, InFlight, KeepAwake, MessageBuffer, OutputFlow, PortProcess, SessionState, Timeouts, Turns, Wire}
 
   @typedoc "What a client says about a payload it submits."
   @type meta :: %{
@@ -656,7 +656,7 @@ defmodule PgliteEx do
   # A chore with nothing to send is done at once. Chores run untimed: a
   # statement_timeout a departed client left would cancel its cleanup.
   defp run_chore(state, chore) do
-    case chore_payload(chore, state) do
+    case Chores.payload(chore, state.status, &(state.clients[&1][:settings] || %{})) do
       nil -> state |> chore_done(chore, []) |> next()
       payload ->
         PortProcess.untimed(state.process)
@@ -671,35 +671,6 @@ defmodule PgliteEx do
   end
 
   defp write_chore(state, chore, {payload, kinds}), do: write(%{state | holder: {:chore, chore, []}}, payload, %{kinds: kinds, open: false})
-
-  defp chore_payload({:apply, settings, _}, _state), do: {Wire.query(SessionState.restore_sql(settings)), ~c"Q"}
-
-  defp chore_payload({:register, _from, pid}, state),
-    do: {Wire.query(SessionState.restore_sql(state.clients[pid][:settings] || %{})), ~c"Q"}
-  defp chore_payload({:capture, _}, _state), do: {Wire.query(SessionState.capture_sql()), ~c"Q"}
-  defp chore_payload({:query, _, sql}, _state), do: {Wire.query(sql), ~c"Q"}
-  defp chore_payload({:sql, nil}, _state), do: nil
-  defp chore_payload({:sql, sql}, _state), do: {Wire.query(sql), ~c"Q"}
-  defp chore_payload(:rollback, %{status: ?I}), do: nil
-  defp chore_payload(:rollback, _state), do: {Wire.query("ROLLBACK"), ~c"Q"}
-  defp chore_payload({:reply, _, _}, _state), do: nil
-  defp chore_payload({:look_up, waiter}, _state), do: {Wire.query(Databases.check_sql(waiter.database)), ~c"Q"}
-  defp chore_payload({:switch, database}, _state), do: {Wire.query(Databases.check_sql(database)), ~c"Q"}
-
-  defp chore_payload({:close, statements}, _state) do
-    if MapSet.size(statements) == 0,
-      do: nil,
-      else: {[Enum.map(statements, &Wire.message(?C, [?S, &1, 0])), Wire.sync()], Enum.map(statements, fn _ -> ?C end) ++ ~c"S"}
-  end
-
-  # Whatever a vanished client left running (COPY IN, an extended sequence, a
-  # transaction) ends here: CopyFail and Sync are harmless when there is nothing to
-  # end. An idle probe written behind them says when every reply to them has come,
-  # whatever the session left (a marker row, as before, never came when a fuzzed
-  # client had left a statement_timeout that canceled the marker's query).
-  defp chore_payload({:barrier, _token}, _state) do
-    {[Wire.message(?f, ["client went away", 0]), Wire.sync(), Wire.query("ROLLBACK")], :barrier}
-  end
 
   defp chore_done(state, {:apply, settings, pid}, messages) do
     case Enum.find(messages, &match?({?E, _}, &1)) do
