@@ -19,6 +19,18 @@ defmodule Pglite.LoginLimitsTest do
     end
   end
 
+  test "a start-up packet of impossible length is closed without a word, as a server does" do
+    {:ok, pg} = Pglite.start_link([])
+    # Terminate before any start-up packet: node-postgres's connect() then end().
+    terminate_first = connect(pg)
+    :ok = :gen_tcp.send(terminate_first, <<?X, 4::32>>)
+    assert {:error, :closed} = :gen_tcp.recv(terminate_first, 0, 5_000)
+    huge = connect(pg)
+    :ok = :gen_tcp.send(huge, <<100_000_000::32, 196_608::32>>)
+    assert {:error, :closed} = :gen_tcp.recv(huge, 0, 5_000)
+    assert {"1\n", 0} = Pglite.TestClients.psql(pg, "SELECT 1")
+  end
+
   test "a client that does not finish logging in within authentication_timeout is closed with 57014, alone" do
     {:ok, pg} = Pglite.start_link(authentication_timeout: 500)
     silent = connect(pg)

@@ -25,6 +25,14 @@ defmodule Pglite.PipelineErrorsTest do
     for line <- ours, do: assert(line =~ "other client answered at once", line)
   end
 
+  test "the reply to a request pipelined ahead of a slow one comes at once, as from a server" do
+    {:ok, pg} = Pglite.start_link()
+    {ours, 0} = python(pg, "pipelined_replies")
+    {theirs, 0} = python_on_a_server("pipelined_replies")
+    assert ours == theirs
+    assert ours =~ "simple: first reply alone\nextended: first reply alone"
+  end
+
   test "a wedge (the backend idle while the front end still expects the holder's replies) is logged with the turn's messages, and its client is let go" do
     {:ok, pg} = Pglite.start_link()
     backend = PgliteEx.Instance.backend(pg)

@@ -4,8 +4,9 @@
 //! replies to fd 1. The guest's stdin hands over the bytes of [`Input`]s from a
 //! [`Source`] (the port's stdin frames, or a list for `--sql`) and blocks when there are
 //! none. Output is gathered and sent as one frame when the backend is about to wait for
-//! input (its reply is complete), or when it grows large, so every request gets its
-//! whole reply without further input.
+//! input (its reply is complete), when it ends with a ReadyForQuery (where a server
+//! flushes: the reply to a request pipelined ahead of a slow one comes at once), or
+//! when it grows large, so every request gets its whole reply without further input.
 
 use std::collections::VecDeque;
 use std::fs::File;
@@ -178,7 +179,7 @@ impl AsyncWrite for GuestStdout {
             }
             out.tracker.observe(buf);
             out.pending.extend_from_slice(buf);
-            if out.pending.len() >= FLUSH_THRESHOLD {
+            if out.pending.len() >= FLUSH_THRESHOLD || out.tracker.at_ready() {
                 flush_pending(&mut out)?;
             }
             Ok(buf.len())

@@ -135,11 +135,13 @@ pub struct StatusTracker {
     body_left: usize,
     in_ready: bool,
     status: u8,
+    /// The bytes seen so far end with a whole ReadyForQuery.
+    at_ready: bool,
 }
 
 impl Default for StatusTracker {
     fn default() -> Self {
-        Self { header: [0; 5], header_len: 0, body_left: 0, in_ready: false, status: b'I' }
+        Self { header: [0; 5], header_len: 0, body_left: 0, in_ready: false, status: b'I', at_ready: false }
     }
 }
 
@@ -148,7 +150,16 @@ impl StatusTracker {
         self.status
     }
 
+    /// Whether the stream seen so far ends with a whole ReadyForQuery: where a server
+    /// flushes its output.
+    pub fn at_ready(&self) -> bool {
+        self.at_ready
+    }
+
     pub fn observe(&mut self, mut bytes: &[u8]) {
+        if !bytes.is_empty() {
+            self.at_ready = false;
+        }
         while !bytes.is_empty() {
             if self.body_left > 0 {
                 let take = self.body_left.min(bytes.len());
@@ -157,6 +168,7 @@ impl StatusTracker {
                     self.in_ready = false;
                 }
                 self.body_left -= take;
+                self.at_ready = self.body_left == 0 && self.header[0] == b'Z';
                 bytes = &bytes[take..];
                 continue;
             }
@@ -188,7 +200,13 @@ mod tests {
             t.observe(chunk);
         }
         assert_eq!(t.status(), b'T');
+        assert!(t.at_ready());
+        t.observe(&message(b'C', b"SELECT 1\0")[..3]);
+        assert!(!t.at_ready());
+        t.observe(&message(b'C', b"SELECT 1\0")[3..]);
+        assert!(!t.at_ready());
         t.observe(&ready_for_query(b'E'));
+        assert!(t.at_ready());
         assert_eq!(t.status(), b'E');
     }
 

@@ -159,8 +159,11 @@ defmodule PgliteEx.Server.Connection do
 
   ## Start-up phase: untagged packets
 
+  # A server logs this and closes without a word (COMMERROR): a client that sends
+  # Terminate before its start-up packet (node-postgres's connect() then end()) sees
+  # a plain close, not an error.
   defp process(%{phase: :startup, buffer: <<len::32, _::binary>>} = state) when len < 8 or len > @max_startup do
-    fatal(state, "08P01", "invalid length of startup packet")
+    Logger.debug("closing client connection: invalid length of startup packet (#{len})")
     {:close, state}
   end
 
