@@ -218,7 +218,8 @@ defmodule PgliteEx do
 
   @doc """
   Runs `sql` as one simple query in its own turn, with default settings, in the
-  database served now. A transaction it leaves open is rolled back. Returns the backend's messages up to ReadyForQuery.
+  database served now. A transaction it leaves open is rolled back. Returns the
+  backend's messages up to ReadyForQuery.
   """
   @spec simple_query(GenServer.server(), String.t(), timeout()) :: {:ok, [{byte(), binary()}]} | {:error, term()}
   def simple_query(server, sql, timeout), do: GenServer.call(server, {:query, sql}, timeout)
