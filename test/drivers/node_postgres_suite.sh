@@ -57,10 +57,4 @@ run server PGHOST=127.0.0.1 PGPORT=$server_port PGUSER=postgres PGDATABASE=postg
 pglite_server_start "$repo" "$work" "$pglite_port" postgres
 run pglite PGHOST=127.0.0.1 PGPORT=$pglite_port PGUSER=postgres PGPASSWORD=postgres PGDATABASE=postgres
 
-echo
-echo "failing on pglite, not on the server: $(comm -13 "$work/server.failed" "$work/pglite.failed" | wc -l)"
-comm -13 "$work/server.failed" "$work/pglite.failed" | while IFS= read -r t; do
-  why=$({ grep -F -- "$t |" "$repo/test/drivers/node_postgres_exclusions.txt" 2>/dev/null || true; } | sed -E 's/^[^|]*\| *//' | head -1)
-  echo "  $t${why:+  [$why]}"
-done
-echo "(logs: ${KEEP:-set KEEP=DIR to keep them})"
+pglite_only_failures "$work" "$repo/test/drivers/node_postgres_exclusions.txt"

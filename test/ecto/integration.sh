@@ -59,10 +59,4 @@ run server PG_URL="postgres:postgres@127.0.0.1:$server_port"
 pglite_server_start "$repo" "$work" "$pglite_port" postgres
 run pglite PG_URL="postgres:postgres@127.0.0.1:$pglite_port" PGLITE=1
 
-echo
-echo "failing on pglite, not on the server:"
-comm -13 "$work/server.failed" "$work/pglite.failed" | while IFS= read -r t; do
-  why=$({ grep -F -- "$t" "$repo/test/ecto/integration_exclusions.txt" 2>/dev/null || true; } | sed -E 's/^[^|]*\| *//' | head -1)
-  echo "  $t${why:+  [$why]}"
-done
-echo "(logs: ${KEEP:-set KEEP=DIR to keep them})"
+pglite_only_failures "$work" "$repo/test/ecto/integration_exclusions.txt"

@@ -10,6 +10,9 @@
 #   pglite_server_stop
 #   servers_cleanup WORK PGDIR     the scripts' EXIT trap: logs copied to $KEEP if set,
 #                                  both servers stopped, WORK removed
+#   pglite_only_failures WORK EXCLUSIONS   lists what is in WORK/pglite.failed and not
+#                                  in WORK/server.failed, each with its reason from
+#                                  EXCLUSIONS ("name | reason" lines) when listed
 
 native_server_bindir() { ls -d /usr/lib/postgresql/*/bin | sort -r | head -1; }
 as_postgres() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
@@ -48,4 +51,15 @@ servers_cleanup() {
   native_server_stop "$pg"
   pglite_server_stop
   rm -rf "$work"
+}
+
+pglite_only_failures() {
+  local work=$1 exclusions=$2 t why
+  echo
+  echo "failing on pglite, not on the server: $(comm -13 "$work/server.failed" "$work/pglite.failed" | wc -l)"
+  comm -13 "$work/server.failed" "$work/pglite.failed" | while IFS= read -r t; do
+    why=$({ grep -F -- "$t |" "$exclusions" 2>/dev/null || true; } | sed -E 's/^[^|]*\| *//' | head -1)
+    echo "  $t${why:+  [$why]}"
+  done
+  echo "(logs: ${KEEP:-set KEEP=DIR to keep them})"
 }
