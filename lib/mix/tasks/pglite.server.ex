@@ -8,6 +8,10 @@ defmodule Mix.Tasks.Pglite.Server do
                         [--username NAME] [--password PW] [--database NAME]
                         [--idle-in-transaction-timeout MS] [--busy-wait-us US]
 
+  `--database NAME` (default `postgres`, created if missing): the database served
+  first and printed; clients may name any other database of the cluster, served one
+  at a time (`mix ecto.create` and `mix ecto.drop` work).
+
   `--idle-in-transaction-timeout MS` (default 10000, 0 = never): a client that holds
   the shared backend idle (in a transaction, in COPY, mid extended-protocol sequence)
   while other clients wait is disconnected with FATAL 25P03 after this long.
