@@ -10,6 +10,8 @@
 # PSYCOPG_CHECKOUT: github.com/psycopg/psycopg (tested at tag 3.3.4), not changed. A
 # virtualenv in a temporary directory gets psycopg (pure Python) and psycopg_pool from
 # the checkout and their test requirements from PyPI. KEEP=DIR keeps the logs.
+# SERVER_FAILED=FILE skips the server run and takes its failures from FILE (a
+# server.failed kept from an earlier run of the same tag): half the time.
 set -euo pipefail
 export LC_ALL=C PYTHONDONTWRITEBYTECODE=1
 repo=$(cd "$(dirname "$0")/../.." && pwd)
@@ -33,15 +35,14 @@ run() { # name, dsn, then pytest's extra arguments
   { grep -E '^(FAILED|ERROR) tests/' "$work/$name.log" || true; } | sed -E 's/^(FAILED|ERROR) //; s/ - .*//' | sort -u >"$work/$name.failed"
 }
 
-native_server_start "$work/pg" "$server_port"
-run server "host=127.0.0.1 port=$server_port user=postgres dbname=postgres" "$@"
+if [ -n "${SERVER_FAILED:-}" ]; then
+  sort -u "$SERVER_FAILED" >"$work/server.failed"
+  echo "server: failures from $SERVER_FAILED ($(wc -l <"$work/server.failed")), not run"
+else
+  native_server_start "$work/pg" "$server_port"
+  run server "host=127.0.0.1 port=$server_port user=postgres dbname=postgres" "$@"
+fi
 pglite_server_start "$repo" "$work" "$pglite_port" postgres
 run pglite "host=127.0.0.1 port=$pglite_port user=postgres password=postgres dbname=postgres" "$@"
 
-echo
-echo "failing on pglite, not on the server: $(comm -13 "$work/server.failed" "$work/pglite.failed" | wc -l)"
-comm -13 "$work/server.failed" "$work/pglite.failed" | while IFS= read -r t; do
-  why=$({ grep -F -- "$t |" "$repo/test/drivers/psycopg_exclusions.txt" 2>/dev/null || true; } | sed -E 's/^[^|]*\| *//' | head -1)
-  echo "  $t${why:+  [$why]}"
-done
-echo "(logs: ${KEEP:-set KEEP=DIR to keep them})"
+pglite_only_failures "$work" "$repo/test/drivers/psycopg_exclusions.txt"
