@@ -67,6 +67,12 @@ defmodule Pglite.SharingTest do
     assert out =~ "results [0, '0!', 2, '1!', 4, '2!', 6, '3!', 8, '4!']"
   end
 
+  test "psycopg evicting statements from its cache (DEALLOCATE in SQL) drops its own, never another client's of the same name",
+       %{pg: pg} do
+    assert {out, 0} = python(pg, "statement_cache")
+    assert out =~ "libpq 15" and out =~ "ok"
+  end
+
   test "the extended protocol with binary parameters (psycopg 3)", %{pg: pg} do
     {out, status} = python(pg, "extended_binary")
     assert status == 0, out

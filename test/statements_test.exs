@@ -7,6 +7,19 @@ defmodule PgliteEx.Server.StatementsTest do
   defp msg(tag, body), do: {tag, IO.iodata_to_binary(body), Wire.message(tag, body)}
   defp names(batch), do: batch.payload |> IO.iodata_to_binary() |> Wire.split() |> elem(1) |> Enum.map(fn {t, b, _} -> {t, b} end)
 
+  test "DEALLOCATE in SQL of a statement prepared through the protocol names the client's statement; SQL-prepared names and ALL stay" do
+    keep = MapSet.new([{:statement, "mine"}])
+    query = fn sql -> Statements.rewrite([msg(?Q, [sql, 0])], 7, false, keep) end
+
+    batch = query.("DEALLOCATE _pg3_0")
+    assert [{?Q, ~s(DEALLOCATE "c7__pg3_0"\0)}] = names(batch)
+    assert batch.closed == ["c7__pg3_0"]
+    assert [{?Q, ~s(DEALLOCATE "c7_Odd""Name"\0)}] = names(query.(~s(deallocate prepare "Odd""Name";)))
+    assert [{?Q, "DEALLOCATE mine\0"}] = names(query.("DEALLOCATE mine"))
+    assert [{?Q, "DEALLOCATE ALL\0"}] = names(query.("DEALLOCATE ALL"))
+    assert [{?Q, "SELECT 1; DEALLOCATE s1\0"}] = names(query.("SELECT 1; DEALLOCATE s1"))
+  end
+
   test "named statements and portals get the client's prefix; unnamed ones and names made in SQL do not" do
     keep = MapSet.new([{:portal, "big"}, {:statement, "q"}])
 

@@ -122,8 +122,10 @@ defmodule PgliteEx.SessionState do
   defp first({text, _}), do: text
   defp first(:error), do: nil
 
-  defp identifier(<<?", _::binary>> = quoted), do: quoted |> String.slice(1..-2//1) |> String.replace(~s(""), ~s("))
-  defp identifier(name), do: String.downcase(name)
+  @doc "An SQL identifier as PostgreSQL reads it: quoted as written, else folded to lower case."
+  @spec identifier(String.t()) :: String.t()
+  def identifier(<<?", _::binary>> = quoted), do: quoted |> String.slice(1..-2//1) |> String.replace(~s(""), ~s("))
+  def identifier(name), do: String.downcase(name)
 
   @doc """
   Settings asked for in a StartupMessage: every parameter but user, database and

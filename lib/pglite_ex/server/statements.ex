@@ -4,14 +4,17 @@ defmodule PgliteEx.Server.Statements do
   a named statement or portal `s1` of client 7 becomes `c7_s1` on the way in; the
   unnamed ones stay unnamed (a client uses them only within its own turn), and so do
   the names of cursors and statements the client made in SQL (`DECLARE`, `PREPARE`),
-  which it reaches through the protocol by their SQL names.
+  which it reaches through the protocol by their SQL names. A simple Query that is
+  just `DEALLOCATE name` for a statement the client prepared through the protocol
+  names its backend name too: psycopg (with libpq before 17) evicts statements from
+  its cache that way.
 
   Also reports what a batch of messages means for the turn: the message types that get
   replies (`PgliteEx.InFlight.kinds/1`) and whether it leaves an extended-protocol
   sequence open.
   """
 
-  alias PgliteEx.Wire
+  alias PgliteEx.{SessionState, Wire}
 
   @typedoc "What a batch does: renamed messages and the notes for `PgliteEx.submit/3`."
   @type batch :: %{
@@ -27,6 +30,8 @@ defmodule PgliteEx.Server.Statements do
   # only asks for what is owed, and after a Sync it opens nothing (psycopg sends one
   # after a pipeline's last Sync).
   @extended ~c"PBDEC"
+
+  @deallocate ~r/\A\s*deallocate\s+(?:prepare\s+)?("(?:[^"]|"")+"|[a-z_][a-z0-9_$]*)\s*;?\s*\z/i
 
   @doc """
   Renames the names in a batch of whole messages from client `id`, but for those in
@@ -93,6 +98,19 @@ defmodule PgliteEx.Server.Statements do
     with {portal, rest} when portal != "" <- Wire.cstring(body),
          renamed when renamed != portal <- named(names, :portal, portal) do
       {Wire.message(?E, [renamed, 0, rest]), acc}
+    else
+      _ -> {raw, acc}
+    end
+  end
+
+  defp rename(?Q, body, raw, names, acc) do
+    with {sql, _} <- Wire.cstring(body),
+         [_, ident] <- Regex.run(@deallocate, sql),
+         false <- String.downcase(ident) == "all",
+         name = SessionState.identifier(ident),
+         renamed when renamed != name <- named(names, :statement, name) do
+      sql = ~s(DEALLOCATE ") <> String.replace(renamed, ~s("), ~s("")) <> ~s(")
+      {Wire.query(sql), %{acc | closed: [renamed | acc.closed]}}
     else
       _ -> {raw, acc}
     end
