@@ -11,19 +11,19 @@
 
 use std::fs;
 use std::io::{self, Read, Seek, Write};
+use std::os::fd::AsRawFd;
 use std::path::{Component, Path, PathBuf};
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::SystemTime;
 
-use std::os::fd::AsRawFd;
-
 use anyhow::{Context as _, Result};
-use crate::no_space;
 use virtual_fs::{
     AsyncRead, AsyncSeek, AsyncWrite, FileOpener, FileSystem, FsError, Metadata, OpenOptions, OpenOptionsConfig,
     ReadDir, VirtualFile,
 };
+
+use crate::no_space;
 
 /// `root` on the host, seen by the guest as the root of a mount.
 #[derive(Debug)]
