@@ -44,6 +44,15 @@ defmodule Pglite.PsqlTest do
     assert {"bob\n", 0} = psql(pg, "SET ROLE bob; SELECT current_user"), "SET ROLE reaches it"
   end
 
+  test "a client encoding pglite lacks gets PostgreSQL's error with a hint that names the limit", %{pg: pg} do
+    assert {out, 1} = psql(pg, "SET client_encoding TO latin1")
+    assert out =~ ~s(could not access file "$libdir/utf8_and_iso8859_1")
+    assert out =~ "HINT:  pglite ships no encoding conversion modules: client encodings are UTF8 and SQL_ASCII only"
+    assert {out, 1} = psql(pg, "SELECT convert_to('x', 'EUC_JP')")
+    assert out =~ "HINT:  pglite ships no encoding conversion modules"
+    assert {"SQL_ASCII\n", 0} = psql(pg, "SET client_encoding TO sql_ascii; SHOW client_encoding")
+  end
+
   test "a client speaking garbage is closed alone", %{pg: pg} do
     c = Pglite.get_connection_opts(pg)
     {:ok, s} = :gen_tcp.connect({:local, String.to_charlist(Path.join(c[:socket_dir], ".s.PGSQL.#{c[:port]}"))}, 0, [:binary, active: false])

@@ -13,7 +13,7 @@ defmodule PgliteEx.Server.Connection do
   use GenServer, restart: :temporary
   require Logger
 
-  alias PgliteEx.Server.{Scram, Statements, TurnEnd, Violations}
+  alias PgliteEx.Server.{LimitHints, Scram, Statements, TurnEnd, Violations}
   alias PgliteEx.{MessageBuffer, OutputFlow, SessionState, Wire}
 
   @ssl_request 80_877_103
@@ -112,6 +112,7 @@ defmodule PgliteEx.Server.Connection do
   def handle_info({:pglite_backend, from, messages}, state) do
     bytes = OutputFlow.bytes(messages)
     {messages, state} = drop_deferred_replies(messages, state)
+    messages = LimitHints.add(messages)
     state = %{state | copy_in: Violations.copy_in_after(messages, state.copy_in)}
 
     with :ok <- :gen_tcp.send(state.socket, messages),
