@@ -14,7 +14,10 @@ defmodule PgliteEx.Server.LimitHints do
 
   @doc "The backend's messages for a client (whole messages), with hints added."
   @spec add([binary()]) :: [binary()]
-  def add(messages), do: Enum.map(messages, &hint/1)
+  def add(messages) do
+    # On the path of every reply: a scan, and a new list only when there is an error.
+    if Enum.any?(messages, &match?(<<?E, _::binary>>, &1)), do: Enum.map(messages, &hint/1), else: messages
+  end
 
   defp hint(<<?E, len::32, body::binary-size(len - 4)>> = message) do
     fields = Wire.fields(body)
