@@ -352,14 +352,14 @@ defmodule PgliteEx do
 
       # Not the user's supervision tree's to end: it starts once space is freed.
       {:error, {:bad_data_dir, "its disk is full" <> _ = why}} ->
-        delay = Enum.at(@backoff_ms, state.restarts, List.last(@backoff_ms))
+        delay = backoff(state.restarts)
         if state.cannot_start == nil, do: Logger.error("pglite-port cannot start: #{why}; retrying until it can")
         Process.send_after(self(), :restart, delay)
         state = fail_everyone(state, "the database system cannot start: #{why}")
         {:noreply, %{state | restarts: state.restarts + 1, cannot_start: why}}
 
       {:error, {:port_exited, status, _}} when not is_integer(status) or status >= 128 ->
-        delay = Enum.at(@backoff_ms, state.restarts, List.last(@backoff_ms))
+        delay = backoff(state.restarts)
         Logger.error("pglite-port was killed while starting (#{inspect(status)}); trying again in #{delay} ms")
         Process.send_after(self(), :restart, delay)
         {:noreply, %{state | restarts: state.restarts + 1}}
@@ -1198,7 +1198,7 @@ defmodule PgliteEx do
     tail = PortProcess.stderr_tail(state.process)
     PortProcess.discard(state.process)
     restarts = if now() - state.up_since > @stable_ms, do: 0, else: state.restarts
-    delay = Enum.at(@backoff_ms, restarts, List.last(@backoff_ms))
+    delay = backoff(restarts)
     last_words = if tail == "", do: "", else: " Its last words:\n" <> tail
     Logger.error("pglite-port exited with status #{status}; restarting it in #{delay} ms.#{last_words}")
     reason = "the PostgreSQL backend exited (status #{status}) and is restarting"
@@ -1284,4 +1284,7 @@ defmodule PgliteEx do
   end
 
   defp now, do: System.monotonic_time(:millisecond)
+
+  # The wait before the n-th restart in a row.
+  defp backoff(n), do: Enum.at(@backoff_ms, n, List.last(@backoff_ms))
 end

@@ -257,5 +257,7 @@ defmodule PgliteEx.SessionState do
   @spec literal(String.t()) :: String.t()
   def literal(text), do: "E'" <> (text |> String.replace("\\", "\\\\") |> String.replace("'", "''")) <> "'"
 
-  defp quote_ident(name), do: ~s(") <> String.replace(name, ~s("), ~s("")) <> ~s(")
+  @doc "`name` as a quoted SQL identifier."
+  @spec quote_ident(String.t()) :: String.t()
+  def quote_ident(name), do: ~s(") <> String.replace(name, ~s("), ~s("")) <> ~s(")
 end

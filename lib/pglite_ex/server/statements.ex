@@ -109,8 +109,7 @@ defmodule PgliteEx.Server.Statements do
          false <- String.downcase(ident) == "all",
          name = SessionState.identifier(ident),
          renamed when renamed != name <- named(names, :statement, name) do
-      sql = ~s(DEALLOCATE ") <> String.replace(renamed, ~s("), ~s("")) <> ~s(")
-      {Wire.query(sql), %{acc | closed: [renamed | acc.closed]}}
+      {Wire.query("DEALLOCATE " <> SessionState.quote_ident(renamed)), %{acc | closed: [renamed | acc.closed]}}
     else
       _ -> {raw, acc}
     end
