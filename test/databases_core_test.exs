@@ -3,7 +3,7 @@ defmodule PgliteEx.DatabasesTest do
   use ExUnit.Case, async: true
   alias PgliteEx.Databases
 
-  defp waiter(database, n), do: %{from: {self(), n}, secret: n, settings: %{}, database: database, timer: make_ref()}
+  defp waiter(database, n), do: %{from: {self(), n}, secret: n, settings: %{}, database: database, deadline: 0}
 
   test "a switch is due only when nobody of the served database is connected and the backend is free, for the first waiter" do
     dbs = Databases.new("postgres") |> Databases.wait(waiter("app", 1)) |> Databases.wait(waiter("other", 2))

@@ -41,10 +41,10 @@ defmodule Pglite.PipelineErrorsTest do
       capture_log(fn ->
         {holder, _os_pid} = open_psql(pg)
         Port.command(holder, "BEGIN;\nSELECT pg_sleep(1);\n")
-        wait_until(fn -> match?(%{holder: {:client, _}, status: ?T}, :sys.get_state(backend)) end)
+        wait_until(fn -> match?(%{holder: {:client, _}, status: ?T}, :sys.get_state(backend).arbiter) end)
 
         # Force the situation: the front end believes a Query more is owed than was sent.
-        :sys.replace_state(backend, fn state -> %{state | in_flight: PgliteEx.InFlight.sent(state.in_flight, ~c"Q")} end)
+        :sys.replace_state(backend, fn %{arbiter: a} = state -> %{state | arbiter: %{a | in_flight: PgliteEx.InFlight.sent(a.in_flight, ~c"Q")}} end)
 
         # Without the wedge check this client would wait for ever: the holder owes a
         # reply, so the idle-in-transaction timeout does not apply to it either.

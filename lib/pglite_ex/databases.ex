@@ -24,7 +24,7 @@ defmodule PgliteEx.Databases do
           secret: non_neg_integer(),
           settings: map(),
           database: String.t(),
-          timer: reference()
+          deadline: integer()
         }
 
   @type t :: %__MODULE__{serving: String.t(), waiting: [waiter()]}

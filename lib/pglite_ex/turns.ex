@@ -22,7 +22,7 @@ defmodule PgliteEx.Turns do
 
   @typedoc "What waits in line."
   @type item ::
-          {:submit, GenServer.from(), iodata(), map(), reference() | nil}
+          {:submit, GenServer.from(), iodata(), map(), PgliteEx.Arbiter.timer() | nil}
           | {:register, GenServer.from(), pid()}
           | {:query, GenServer.from(), String.t()}
 
