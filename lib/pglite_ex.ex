@@ -90,7 +90,8 @@ defmodule PgliteEx do
           optional(:idle_timeout) => String.t() | nil,
           optional(:cancellable) => boolean(),
           optional(:ends_turn) => boolean(),
-          optional(:ends_transaction) => boolean()
+          optional(:ends_transaction) => boolean(),
+          optional(:reset) => {PgliteEx.SessionReset.kind(), [String.t()]}
         }
 
   @typedoc "How `submit/3` ends for a payload that was not run."

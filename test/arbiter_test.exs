@@ -84,6 +84,17 @@ defmodule PgliteEx.ArbiterTest do
     assert world.backend.status == ?I, "the departed client's transaction was rolled back"
   end
 
+  test "DEALLOCATE ALL closes the sender's statements only, and answers with its tag" do
+    world = world(6) |> connect(:a) |> connect(:b)
+    world = world |> submit(:a, [parse("s1"), sync()]) |> settle() |> submit(:b, [parse("s1"), sync()]) |> settle()
+    world = %{world | writes: []} |> submit(:a, [query("DEALLOCATE ALL")], reset: :deallocate_all) |> settle()
+    assert [substitute] = world.writes
+    {:ok, sent, ""} = Wire.split(substitute)
+    assert [{?C, <<?S, "c1_s1", 0>>, _}, {?Q, <<0>>, _}] = sent
+    assert world.clients.a.tags == ["DEALLOCATE ALL"]
+    assert world.clients.a.ready == 2
+  end
+
   ## Playing a random run
 
   defp play(seed) do
@@ -165,20 +176,20 @@ defmodule PgliteEx.ArbiterTest do
 
   defp world(seed) do
     arbiter = Arbiter.new([database: "postgres", idle_in_transaction_timeout: 1_000, env: []], [{"server_version", "17"}], 0)
-    %{seed: seed, now: 0, arbiter: arbiter, clients: %{}, timers: %{}, monitors: MapSet.new(), backend: backend()}
+    %{seed: seed, now: 0, arbiter: arbiter, clients: %{}, timers: %{}, monitors: MapSet.new(), backend: backend(), writes: []}
   end
 
   defp connect(world, name) do
     pid = spawn(fn -> Process.sleep(:infinity) end)
     secret = :rand.uniform(1_000_000)
-    client = %{pid: pid, id: nil, secret: secret, call: nil, answer: nil, gone: nil, rows: [], errors: 0, ready: 0, owed: 0, sent: 0, in_transaction: false, risky: MapSet.new()}
+    client = %{pid: pid, id: nil, secret: secret, call: nil, answer: nil, gone: nil, rows: [], tags: [], errors: 0, ready: 0, owed: 0, sent: 0, in_transaction: false, risky: MapSet.new()}
     world = put_in(world.clients[name], %{client | call: {pid, make_ref()}})
     event(world, {:register, world.clients[name].call, secret, %{}, "postgres"})
   end
 
   # What the connection process sends: the messages as the client wrote them, with
   # the notes PgliteEx.Server.Connection takes from them.
-  defp submit(world, name, messages) do
+  defp submit(world, name, messages, extra \\ []) do
     c = world.clients[name]
     batch = Statements.rewrite(messages, c.id, false)
     ends_turn? = not batch.open and TurnEnd.ends_turn?(messages, c.risky)
@@ -195,6 +206,8 @@ defmodule PgliteEx.ArbiterTest do
       ends_turn: ends_turn?,
       ends_transaction: ends_turn? and TurnEnd.ends_transaction?(messages)
     }
+
+    meta = if extra[:reset], do: Map.put(meta, :reset, {extra[:reset], []}), else: meta
 
     from = {c.pid, make_ref()}
     # Each Query and Sync gets a ReadyForQuery: what the client is owed once this runs.
@@ -296,6 +309,7 @@ defmodule PgliteEx.ArbiterTest do
     c =
       Enum.reduce(messages, c, fn
         {?D, body, _}, c -> %{c | rows: c.rows ++ Wire.data_row(body)}
+        {?C, body, _}, c -> %{c | tags: c.tags ++ [elem(Wire.cstring(body), 0)]}
         {?E, _, _}, c -> %{c | errors: c.errors + 1}
         {?Z, <<status>>, _}, c -> %{c | ready: c.ready + 1, in_transaction: status != ?I}
         _, c -> c
@@ -311,7 +325,10 @@ defmodule PgliteEx.ArbiterTest do
   defp act({:demonitor, pid}, world), do: %{world | monitors: MapSet.delete(world.monitors, pid)}
   defp act({:start_timer, name, ms}, world), do: %{world | timers: Map.put(world.timers, name, world.now + ms)}
   defp act({:cancel_timer, name}, world), do: %{world | timers: Map.delete(world.timers, name)}
-  defp act({:write, payload}, world), do: %{world | backend: run(world.backend, IO.iodata_to_binary(payload))}
+  defp act({:write, payload}, world) do
+    bytes = IO.iodata_to_binary(payload)
+    %{world | backend: run(world.backend, bytes), writes: world.writes ++ [bytes]}
+  end
   defp act(:probe, world), do: %{world | backend: %{world.backend | out: world.backend.out ++ [:idle]}}
   defp act(:start_port, world), do: event(%{world | backend: backend()}, {:restarted, {:ok, [{"server_version", "17"}]}})
   defp act({:log, :error, "wedge" <> _ = message}, world), do: flunk("seed #{world.seed}: #{message}")
@@ -403,6 +420,7 @@ defmodule PgliteEx.ArbiterTest do
   ## Frontend messages, as a client writes them
 
   defp query(sql), do: message(?Q, [sql, 0])
+  defp parse(name), do: message(?P, [name, 0, "SELECT 1", 0, <<0::16>>])
   defp sync, do: message(?S, "")
 
   defp extended(sql) do

@@ -11,7 +11,7 @@ defmodule PgliteEx.Arbiter do
   wedges, notifications, crashes); who goes next when the backend is free is
   `PgliteEx.Turns`, and what the backend still owes the holder is `PgliteEx.InFlight`.
   """
-  alias PgliteEx.{Chores, Databases, InFlight, KeepAwake, MessageBuffer, OutputFlow, PortProcess, SessionState, Timeouts, Turns, Wire}
+  alias PgliteEx.{Chores, Databases, InFlight, KeepAwake, MessageBuffer, OutputFlow, PortProcess, SessionReset, SessionState, Timeouts, Turns, Wire}
 
   @typedoc "The backend's ParameterStatus values at start-up."
   @type parameters :: [{String.t(), String.t()}]
@@ -126,6 +126,9 @@ defmodule PgliteEx.Arbiter do
     barrier_probe: nil,
     # Barriers started, for their tokens.
     barriers: 0,
+    # The replies to a DEALLOCATE ALL or DISCARD ALL sent as its substitute, still to
+    # come (PgliteEx.SessionReset).
+    reset: nil,
     # A ROLLBACK was tried since the last client's turn (see PgliteEx.Turns).
     rollback_tried: false,
     # The port holds its output for a holder that stopped reading (PgliteEx.OutputFlow).
@@ -357,14 +360,26 @@ defmodule PgliteEx.Arbiter do
   defp route([], state, acc), do: deliver(state, Enum.reverse(acc))
 
   defp route([{tag, _, _} = message | rest], state, acc) do
+    {shown, state} = resetting(state, message)
     state = track(message, remember(state, {:got, tag}))
+    acc = Enum.reverse(shown, acc)
 
     if state.ahead != nil and InFlight.empty?(state.in_flight) do
-      state |> deliver(Enum.reverse([message | acc])) |> promote() |> then(&route(rest, &1, []))
+      state |> deliver(Enum.reverse(acc)) |> promote() |> then(&route(rest, &1, []))
     else
-      route(rest, state, [message | acc])
+      route(rest, state, acc)
     end
   end
+
+  # The replies to a substitute for DEALLOCATE ALL or DISCARD ALL: those that come once
+  # every ReadyForQuery before its own has come.
+  defp resetting(%{reset: %{pid: pid, ready: ready} = pending, holder: {:client, pid}, in_flight: %{ready_done: done}} = state, message)
+       when done + 1 == ready do
+    {shown, pending} = SessionReset.reply(message, pending)
+    {shown, %{state | reset: pending}}
+  end
+
+  defp resetting(state, message), do: {[message], state}
 
   # The holder's turn ended with a request written behind it: its client holds now.
   defp promote(%{ahead: ahead, holder: {:client, before}} = state) do
@@ -375,6 +390,7 @@ defmodule PgliteEx.Arbiter do
     state = %{
       state
       | ahead: nil,
+        reset: nil,
         holder: {:client, ahead.pid},
         turn_first: ahead.frame,
         in_flight: InFlight.sent(InFlight.new(), ahead.meta.kinds),
@@ -490,7 +506,7 @@ defmodule PgliteEx.Arbiter do
   defp next(state), do: maybe_ahead(state)
 
   defp take_turn(state, pid, payload, meta) do
-    %{state | holder: {:client, pid}, rollback_tried: false, turn_first: PortProcess.next_frame(state.written), history: [], history_len: 0}
+    %{state | holder: {:client, pid}, reset: nil, rollback_tried: false, turn_first: PortProcess.next_frame(state.written), history: [], history_len: 0}
     |> write(payload, meta)
     |> maybe_ahead()
   end
@@ -499,6 +515,23 @@ defmodule PgliteEx.Arbiter do
 
   # The backend's session has the client's settings: its request can go as it is.
   defp settings_in_place?(state, pid), do: match?(%{^pid => %{settings: settings}} when settings == state.applied, state.clients)
+
+  # DEALLOCATE ALL and DISCARD ALL act on this client's session only (PgliteEx.SessionReset).
+  defp write(%{holder: {:client, pid}} = state, payload, %{reset: {kind, sql_statements}} = meta) do
+    meta = Map.delete(meta, :reset)
+    client = Map.get(state.clients, pid, %{statements: MapSet.new(), objects: MapSet.new()})
+
+    case SessionReset.substitute(kind, state.status, client, sql_statements) do
+      nil ->
+        write(state, payload, meta)
+
+      {payload, kinds, closed} ->
+        state = update_client(state, pid, &%{&1 | statements: MapSet.difference(&1.statements, MapSet.new(closed))})
+        listen = if kind == :discard_all, do: [:unlisten_all], else: []
+        state = write(state, payload, %{meta | kinds: kinds} |> Map.put(:listen, listen))
+        %{state | reset: %{pid: pid, ready: state.in_flight.ready_sent, tag: SessionReset.tag(kind), failed: false}}
+    end
+  end
 
   defp write(%{holder: {:client, pid}} = state, payload, meta),
     do: state |> note_listen(pid, meta) |> remember({:sent, pid, meta.kinds}) |> write_frame(payload, meta)
@@ -534,7 +567,8 @@ defmodule PgliteEx.Arbiter do
   # the port its clock would start only when its request does.
   defp maybe_ahead(%{holder: {:client, holder}, ahead: nil, chores: [], closing: true, in_copy: false} = state) do
     with false <- InFlight.empty?(state.in_flight),
-         {{:value, {:submit, {pid, _} = from, payload, meta, nil}}, queue} when pid != holder <- :queue.out(state.queue),
+         {{:value, {:submit, {pid, _} = from, payload, meta, nil}}, queue} when pid != holder and not is_map_key(meta, :reset) <-
+           :queue.out(state.queue),
          true <- settings_in_place?(state, pid),
          false <- match?(%{^holder => %{dirty: true}}, state.clients) do
       state = send_frame(note_listen(reply(%{state | queue: queue}, from, :ok), pid, meta), payload)
@@ -1003,7 +1037,7 @@ defmodule PgliteEx.Arbiter do
     {state, barrier} = barrier(state)
     chores = [barrier | cleanup_chores(state, client)]
     # Replies still owed to the vanished client arrive before the barrier's and are dropped.
-    next(%{state | holder: nil, chores: chores ++ state.chores, in_flight: InFlight.new(), open: false, closing: false})
+    next(%{state | holder: nil, reset: nil, chores: chores ++ state.chores, in_flight: InFlight.new(), open: false, closing: false})
   end
 
   defp cleanup_chores(state, client) do
@@ -1074,6 +1108,7 @@ defmodule PgliteEx.Arbiter do
     %{
       state
       | incoming: MessageBuffer.new(),
+        reset: nil,
         status: ?I,
         in_flight: InFlight.new(),
         open: false,

@@ -14,7 +14,7 @@ defmodule PgliteEx.Server.Connection do
   require Logger
 
   alias PgliteEx.Server.{LimitHints, Scram, Statements, TurnEnd, Violations}
-  alias PgliteEx.{MessageBuffer, OutputFlow, SessionState, Wire}
+  alias PgliteEx.{MessageBuffer, OutputFlow, SessionReset, SessionState, Wire}
 
   @ssl_request 80_877_103
   @gss_request 80_877_104
@@ -336,6 +336,8 @@ defmodule PgliteEx.Server.Connection do
       ends_transaction: ends_turn? and TurnEnd.ends_transaction?(messages)
     }
 
+    {meta, state} = session_reset(SessionReset.kind(messages), meta, state)
+
     result = if messages == [], do: :ok, else: PgliteEx.submit(state.backend, batch.payload, meta)
 
     case result do
@@ -349,6 +351,16 @@ defmodule PgliteEx.Server.Connection do
     end
   catch
     :exit, _ -> backend_lost(state)
+  end
+
+  # DEALLOCATE ALL and DISCARD ALL reach this client's statements (and cursors) only,
+  # its SQL-level ones among them (PgliteEx.SessionReset); they are gone after it.
+  defp session_reset(nil, meta, state), do: {meta, state}
+
+  defp session_reset(kind, meta, state) do
+    statements = for {:statement, name} <- state.sql_names, do: name
+    gone? = fn {what, _} -> what == :statement or kind == :discard_all end
+    {Map.put(meta, :reset, {kind, statements}), %{state | sql_names: MapSet.reject(state.sql_names, gone?)}}
   end
 
   # A payload still waiting for its turn can be answered here, as if the backend had

@@ -1,0 +1,111 @@
+defmodule PgliteEx.SessionReset do
+  @moduledoc """
+  `DEALLOCATE ALL` and `DISCARD ALL` reach only the session of the client that sends
+  them, as on a server, where the session is the client's alone. On the shared
+  backend they would close every client's prepared statements (their next use failing
+  with `26000`) and drop every client's TEMP tables and holdable cursors.
+
+  The connection marks a simple Query that is just one of them (`kind/1`). When its
+  turn writes it, `PgliteEx.Arbiter` sends in its place (`substitute/4`) Close
+  messages for the client's own prepared statements (for `DISCARD ALL` its holdable
+  cursors too) and a Query that does the rest for this client alone; the replies to
+  them reach the client as the server answers the statement (`reply/2`): the same
+  command tag (psycopg clears its statement cache on it), errors as they come, and
+  ReadyForQuery.
+
+  Left as written, and so failing as on a server: `DISCARD ALL` inside a transaction
+  block (`25001`), either of them in a failed transaction (`25P02`).
+  `pg_advisory_unlock_all()`, part of `DISCARD ALL` on a server, is left out: the
+  backend's session-level advisory locks cannot be told apart by client.
+  """
+
+  alias PgliteEx.{SessionState, Wire}
+
+  @typedoc "Which statement."
+  @type kind :: :deallocate_all | :discard_all
+
+  @typedoc "A substitute's replies still to come: whose, the number of its ReadyForQuery among the turn's, its tag, and whether it failed."
+  @type pending :: %{pid: pid(), ready: non_neg_integer(), tag: String.t(), failed: boolean()}
+
+  @longest 40
+  # The Query's text with its terminating NUL.
+  @deallocate_all ~r/\Adeallocate\s+(?:prepare\s+)?all\s*;?\s*\x00\z/i
+  @discard_all ~r/\Adiscard\s+all\s*;?\s*\x00\z/i
+
+  @doc "`:deallocate_all` or `:discard_all` for a batch that is just that simple Query, else nil."
+  @spec kind([{byte(), binary(), binary()}]) :: kind() | nil
+  def kind([{?Q, body, _}]) when byte_size(body) <= @longest do
+    # Most short queries (BEGIN, COMMIT, SELECT 1) are told apart by their first letter.
+    case String.trim_leading(body) do
+      <<first, _::binary>> = sql when first in ~c"dD" ->
+        cond do
+          Regex.match?(@deallocate_all, sql) -> :deallocate_all
+          Regex.match?(@discard_all, sql) -> :discard_all
+          true -> nil
+        end
+
+      _ ->
+        nil
+    end
+  end
+
+  def kind(_messages), do: nil
+
+  @doc """
+  What to send instead, for a client with `statements` (its protocol statements, by
+  their backend names), session `objects` (`PgliteEx.SessionState`) and SQL-level
+  statement names `sql_statements`, with the backend's transaction `status`:
+  `{payload, kinds, closed}`, or nil to send the statement as written.
+  """
+  @spec substitute(kind(), byte(), %{statements: MapSet.t(), objects: MapSet.t()}, [String.t()]) ::
+          {iodata(), [byte()], [String.t()]} | nil
+  def substitute(:discard_all, status, _client, _sql_statements) when status != ?I, do: nil
+  def substitute(_kind, ?E, _client, _sql_statements), do: nil
+
+  def substitute(kind, _status, client, sql_statements) do
+    statements =
+      Enum.uniq(Enum.sort(MapSet.to_list(client.statements)) ++ for({:prepared, name} <- Enum.sort(client.objects), do: name) ++ sql_statements)
+
+    cursors = if kind == :discard_all, do: for({:cursor, name} <- Enum.sort(client.objects), do: name), else: []
+    closes = Enum.map(statements, &Wire.message(?C, [?S, &1, 0])) ++ Enum.map(cursors, &Wire.message(?C, [?P, &1, 0]))
+    kinds = Enum.map(closes, fn _ -> ?C end) ++ [?Q]
+    {[closes, Wire.query(sql(kind, client.objects))], kinds, statements}
+  end
+
+  # An empty query for DEALLOCATE ALL: the Close messages did it all.
+  defp sql(:deallocate_all, _objects), do: ""
+
+  defp sql(:discard_all, objects) do
+    relations = Enum.filter(objects, fn {kind, _} -> kind not in [:prepared, :cursor] end)
+
+    Enum.join(
+      ["SET SESSION AUTHORIZATION DEFAULT", "RESET ALL", "UNLISTEN *", "DISCARD PLANS", "DISCARD SEQUENCES"] ++
+        SessionState.drop_statements(relations),
+      "; "
+    )
+  end
+
+  @doc "The command tag a server answers the statement with."
+  @spec tag(kind()) :: String.t()
+  def tag(:deallocate_all), do: "DEALLOCATE ALL"
+  def tag(:discard_all), do: "DISCARD ALL"
+
+  @doc """
+  One reply to a substitute, as the client sees it: the messages to deliver in its
+  place and what is still pending (nil after the ReadyForQuery). Errors and
+  ParameterStatus pass; the ReadyForQuery gets the statement's CommandComplete before
+  it unless an error came; the rest (CloseComplete, the substitute's own
+  CommandComplete, EmptyQueryResponse, notices of drops) is the front end's business.
+  """
+  @spec reply({byte(), binary(), binary()}, pending()) :: {[{byte(), binary(), iodata()}], pending() | nil}
+  def reply({?Z, _, _} = ready, %{failed: true}), do: {[ready], nil}
+
+  def reply({?Z, _, _} = ready, pending) do
+    body = [pending.tag, 0]
+    {[{?C, IO.iodata_to_binary(body), IO.iodata_to_binary(Wire.message(?C, body))}, ready], nil}
+  end
+
+  def reply({?E, _, _} = error, pending), do: {[error], %{pending | failed: true}}
+  def reply({?S, _, _} = status, pending), do: {[status], pending}
+  def reply(_other, pending), do: {[], pending}
+end

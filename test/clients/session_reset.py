@@ -1,0 +1,60 @@
+"""DEALLOCATE ALL and DISCARD ALL act on the session of the client that sends them,
+and on nobody else's: b's prepared statements (protocol and SQL), TEMP table, WITH
+HOLD cursor, settings and LISTEN survive a's; a's own are gone, and a gets the
+server's command tags and errors. Prints what each client sees."""
+import psycopg
+
+a = psycopg.connect(autocommit=True)
+b = psycopg.connect(autocommit=True)
+for name, conn in (("a", a), ("b", b)):
+    conn.execute(f"CREATE TEMP TABLE {name}_temp (v int)")
+    conn.execute(f"PREPARE {name}_sql AS SELECT 1")
+    conn.execute("SET work_mem = '7MB'")
+    with conn.transaction():
+        conn.execute(f"DECLARE {name}_cursor CURSOR WITH HOLD FOR SELECT generate_series(1, 3)")
+    # Prepared through the protocol (psycopg's _pg3_0: the same name for both).
+    conn.execute("SELECT %s::int + 1", [1], prepare=True)
+b.execute("LISTEN b_channel")
+
+
+def outcome(conn, sql, params=None, prepare=None):
+    try:
+        cur = conn.execute(sql, params, prepare=prepare)
+        return cur.fetchone()[0] if cur.description else cur.statusmessage
+    except psycopg.Error as e:
+        return e.sqlstate
+
+
+def b_state():
+    return [
+        outcome(b, "EXECUTE b_sql"),
+        outcome(b, "SELECT %s::int + 1", [1], prepare=True),
+        outcome(b, "SELECT count(*) FROM b_temp"),
+        outcome(b, "FETCH 1 FROM b_cursor"),
+        outcome(b, "SHOW work_mem"),
+    ]
+
+
+print("DEALLOCATE ALL:", a.execute("DEALLOCATE ALL").statusmessage)
+print("a's SQL statement after it:", outcome(a, "EXECUTE a_sql"))
+print("a prepares again:", outcome(a, "SELECT %s::int + 1", [1], prepare=True))
+print("b after a's DEALLOCATE ALL:", b_state())
+
+print("DISCARD ALL:", a.execute("DISCARD ALL").statusmessage)
+print("a's TEMP table after it:", outcome(a, "SELECT to_regclass('pg_temp.a_temp')::text"))
+print("a's cursor after it:", outcome(a, "FETCH 1 FROM a_cursor"))
+print("a's work_mem after it:", outcome(a, "SHOW work_mem"))
+print("b after a's DISCARD ALL:", b_state())
+a.execute("NOTIFY b_channel, 'after'")
+print("b still listens:", [n.payload for n in b.notifies(timeout=5, stop_after=1)])
+
+a.execute("BEGIN")
+print("DISCARD ALL in a transaction:", outcome(a, "DISCARD ALL"))
+a.execute("ROLLBACK")
+a.execute("BEGIN")
+print("in a failed transaction:", outcome(a, "SELECT 1/0"), outcome(a, "DEALLOCATE ALL"))
+a.execute("ROLLBACK")
+print("b at the end:", b_state())
+a.close()
+b.close()
+print("ok")
