@@ -21,7 +21,7 @@ defmodule PgliteEx.ArbiterTest do
   """
   use ExUnit.Case, async: true
   alias PgliteEx.{Arbiter, Wire}
-  alias PgliteEx.Server.{Statements, TurnEnd}
+  alias PgliteEx.Server.Request
 
   @runs 150
   @steps 600
@@ -87,8 +87,9 @@ defmodule PgliteEx.ArbiterTest do
   test "DEALLOCATE ALL closes the sender's statements only, and answers with its tag" do
     world = world(6) |> connect(:a) |> connect(:b)
     world = world |> submit(:a, [parse("s1"), sync()]) |> settle() |> submit(:b, [parse("s1"), sync()]) |> settle()
-    world = %{world | writes: []} |> submit(:a, [query("DEALLOCATE ALL")], reset: :deallocate_all) |> settle()
-    assert [substitute] = world.writes
+    world = %{world | writes: []} |> submit(:a, [query("DEALLOCATE ALL")]) |> settle()
+    # Then the session is read again (a capture), as after any session change.
+    assert [substitute, _capture] = world.writes
     {:ok, sent, ""} = Wire.split(substitute)
     assert [{?C, <<?S, "c1_s1", 0>>, _}, {?Q, <<0>>, _}] = sent
     assert world.clients.a.tags == ["DEALLOCATE ALL"]
@@ -182,37 +183,21 @@ defmodule PgliteEx.ArbiterTest do
   defp connect(world, name) do
     pid = spawn(fn -> Process.sleep(:infinity) end)
     secret = :rand.uniform(1_000_000)
-    client = %{pid: pid, id: nil, secret: secret, call: nil, answer: nil, gone: nil, rows: [], tags: [], errors: 0, ready: 0, owed: 0, sent: 0, in_transaction: false, risky: MapSet.new()}
+    client = %{pid: pid, id: nil, secret: secret, call: nil, answer: nil, gone: nil, rows: [], tags: [], errors: 0, ready: 0, owed: 0, sent: 0, in_transaction: false, request: nil}
     world = put_in(world.clients[name], %{client | call: {pid, make_ref()}})
     event(world, {:register, world.clients[name].call, secret, %{}, "postgres"})
   end
 
-  # What the connection process sends: the messages as the client wrote them, with
-  # the notes PgliteEx.Server.Connection takes from them.
-  defp submit(world, name, messages, extra \\ []) do
+  # What the connection process sends: the messages as the client wrote them, made
+  # ready as PgliteEx.Server.Connection makes them.
+  defp submit(world, name, messages) do
     c = world.clients[name]
-    batch = Statements.rewrite(messages, c.id, false)
-    ends_turn? = not batch.open and TurnEnd.ends_turn?(messages, c.risky)
-
-    meta = %{
-      kinds: batch.kinds,
-      open: batch.open,
-      prepared: batch.prepared,
-      closed: batch.closed,
-      deferrable: false,
-      session: false,
-      listen: [],
-      cancellable: Enum.count(batch.kinds, &(&1 in ~c"QSF")) == 1 and match?({tag, _, _} when tag in [?Q, ?S], List.last(messages)),
-      ends_turn: ends_turn?,
-      ends_transaction: ends_turn? and TurnEnd.ends_transaction?(messages)
-    }
-
-    meta = if extra[:reset], do: Map.put(meta, :reset, {extra[:reset], []}), else: meta
-
+    {built, request} = Request.build(c.request, messages)
     from = {c.pid, make_ref()}
     # Each Query and Sync gets a ReadyForQuery: what the client is owed once this runs.
-    world = put_in(world.clients[name], %{c | call: from, risky: TurnEnd.track(messages, c.risky), sent: Enum.count(batch.kinds, &(&1 in ~c"QS"))})
-    event(world, {:submit, from, batch.payload, meta})
+    sent = Enum.count(built.meta.kinds, &(&1 in ~c"QS"))
+    world = put_in(world.clients[name], %{c | call: from, request: request, sent: sent})
+    event(world, {:submit, from, built.payload, built.meta})
   end
 
   defp disconnect(world, name) do
@@ -292,7 +277,7 @@ defmodule PgliteEx.ArbiterTest do
 
     c =
       case answer do
-        {:ok, id, _parameters} -> %{c | id: id}
+        {:ok, id, _parameters} -> %{c | id: id, request: %Request{id: id}}
         :ok -> %{c | owed: c.owed + c.sent}
         :idle -> %{c | owed: c.owed + 1, ready: c.ready + 1}
         {:canceled, _, _} -> %{c | owed: c.owed + 1, ready: c.ready + 1, errors: c.errors + 1}

@@ -13,8 +13,8 @@ defmodule PgliteEx.Server.Connection do
   use GenServer, restart: :temporary
   require Logger
 
-  alias PgliteEx.Server.{LimitHints, Scram, Statements, TurnEnd, Violations}
-  alias PgliteEx.{MessageBuffer, OutputFlow, SessionReset, SessionState, Wire}
+  alias PgliteEx.Server.{LimitHints, Request, Scram, Violations}
+  alias PgliteEx.{MessageBuffer, OutputFlow, SessionState, Wire}
 
   @ssl_request 80_877_103
   @gss_request 80_877_104
@@ -27,7 +27,6 @@ defmodule PgliteEx.Server.Connection do
     :socket,
     :instance,
     :backend,
-    :id,
     :secret,
     :scram,
     :user,
@@ -42,16 +41,11 @@ defmodule PgliteEx.Server.Connection do
     # them joined while they are split into messages.
     incoming: MessageBuffer.new(),
     buffer: "",
-    open: false,
-    # Parse messages acknowledged here while the backend was busy (see PgliteEx.submit/3),
-    # and how many of the backend's ReadyForQuery replies to theirs are still to drop.
-    deferred: [],
+    # What it knows of its client to make its batches ready (PgliteEx.Server.Request),
+    # and how many of the backend's ReadyForQuery replies to deferred Parse messages
+    # are still to drop (see PgliteEx.submit/3).
+    request: %PgliteEx.Server.Request{},
     skip_ready: 0,
-    # Statement names whose text may open a transaction or COPY (PgliteEx.Server.TurnEnd).
-    risky: MapSet.new(),
-    # Cursors and statements this client made in SQL: the protocol uses their names as
-    # they are (PgliteEx.Server.Statements).
-    sql_names: MapSet.new(),
     # In COPY FROM STDIN: only COPY messages may come (PgliteEx.Server.Violations).
     copy_in: false,
     # Bytes written to the socket and not yet reported to PgliteEx (PgliteEx.OutputFlow).
@@ -307,68 +301,21 @@ defmodule PgliteEx.Server.Connection do
   end
 
   defp submit(messages, state) do
-    {messages, terminate?} =
-      case Enum.split_while(messages, fn {tag, _, _} -> tag != ?X end) do
-        {before, []} -> {before, false}
-        {before, _terminate} -> {before, true}
-      end
-
-    session? = SessionState.may_change?(messages)
-    # DECLARE and PREPARE are session changes: only then can there be new SQL names.
-    state = if session?, do: %{state | sql_names: MapSet.union(state.sql_names, MapSet.new(SessionState.sql_names(messages)))}, else: state
-    batch = Statements.rewrite(messages, state.id, state.open, state.sql_names)
-    {batch, state} = with_deferred(batch, state)
-    ends_turn? = not state.open and not session? and not batch.open and TurnEnd.ends_turn?(messages, state.risky)
-    state = %{state | risky: TurnEnd.track(messages, state.risky)}
-
-    meta = %{
-      kinds: batch.kinds,
-      open: batch.open,
-      prepared: batch.prepared,
-      closed: batch.closed,
-      deferrable: batch.deferrable,
-      session: session?,
-      # LISTEN and UNLISTEN change the session: no need to look for them otherwise.
-      listen: if(session?, do: SessionState.listen_ops(messages), else: []),
-      idle_timeout: if(session?, do: SessionState.idle_timeout_set(messages)),
-      cancellable: cancellable?(messages, batch),
-      ends_turn: ends_turn?,
-      ends_transaction: ends_turn? and TurnEnd.ends_transaction?(messages)
-    }
-
-    {meta, state} = session_reset(SessionReset.kind(messages), meta, state)
-
-    result = if messages == [], do: :ok, else: PgliteEx.submit(state.backend, batch.payload, meta)
+    {built, request} = Request.build(state.request, messages)
+    state = %{state | request: request}
+    result = if built.empty, do: :ok, else: PgliteEx.submit(state.backend, built.payload, built.meta)
 
     case result do
-      :ok when terminate? -> {:close, state}
-      :ok -> {:ok, %{state | open: batch.open, deferred: [], skip_ready: state.skip_ready + batch.skip}}
+      :ok when built.terminate -> {:close, state}
+      :ok -> {:ok, %{state | request: Request.answered(request, built, :ok), skip_ready: state.skip_ready + built.skip}}
       :idle -> {:ok, idle_ready(state)}
-      :deferred -> {:ok, defer(batch, messages, state)}
-      {:canceled, code, message} -> release_held(canceled(state, code, message), [Wire.ready_for_query(?I)])
+      :deferred -> {:ok, defer(built, %{state | request: Request.answered(request, built, :deferred)})}
+      {:canceled, code, message} -> release_held(canceled(state, built, code, message), [Wire.ready_for_query(?I)])
       {:error, {:fatal, code, message}} -> close_fatal(state, code, message)
       {:error, _} -> backend_lost(state)
     end
   catch
     :exit, _ -> backend_lost(state)
-  end
-
-  # DEALLOCATE ALL and DISCARD ALL reach this client's statements (and cursors) only,
-  # its SQL-level ones among them (PgliteEx.SessionReset); they are gone after it.
-  defp session_reset(nil, meta, state), do: {meta, state}
-
-  defp session_reset(kind, meta, state) do
-    statements = for {:statement, name} <- state.sql_names, do: name
-    gone? = fn {what, _} -> what == :statement or kind == :discard_all end
-    {Map.put(meta, :reset, {kind, statements}), %{state | sql_names: MapSet.reject(state.sql_names, gone?)}}
-  end
-
-  # A payload still waiting for its turn can be answered here, as if the backend had
-  # canceled it, when it makes exactly one reply: one Query, or extended messages up to
-  # one Sync.
-  defp cancellable?(messages, batch) do
-    Enum.count(batch.kinds, &(&1 in ~c"QSF")) == 1 and not batch.open and
-      match?({tag, _, _} when tag in [?Q, ?S], List.last(messages))
   end
 
   # What a server answers a Sync with when the client is idle outside a transaction.
@@ -377,26 +324,15 @@ defmodule PgliteEx.Server.Connection do
     state
   end
 
-  defp canceled(state, code, message) do
+  defp canceled(state, built, code, message) do
     send_bytes(state, [Wire.error("ERROR", code, message), Wire.ready_for_query(?I)])
-    %{state | open: false}
+    %{state | request: Request.answered(state.request, built, :not_run)}
   end
 
-  # Parse messages acknowledged earlier go first, with a Sync of their own whose
-  # replies the client already had.
-  defp with_deferred(batch, %{deferred: []} = state), do: {Map.put(batch, :skip, 0), state}
-
-  defp with_deferred(batch, state) do
-    payload = [Enum.reverse(state.deferred), Wire.sync(), batch.payload]
-    kinds = Enum.map(state.deferred, fn _ -> ?P end) ++ [?S | batch.kinds]
-    {%{batch | payload: payload, kinds: kinds, deferrable: false} |> Map.put(:skip, 1), state}
-  end
-
-  defp defer(batch, messages, state) do
-    parses = for {?P, _, _} <- messages, do: Wire.message(?1, "")
-    send_bytes(state, [parses, Wire.ready_for_query(?I)])
-    renamed = batch.payload |> IO.iodata_to_binary() |> Wire.split() |> elem(1) |> Enum.filter(&match?({?P, _, _}, &1))
-    %{state | deferred: Enum.reverse(Enum.map(renamed, &elem(&1, 2))) ++ state.deferred}
+  # Its Parse messages are acknowledged now and sent ahead of its next batch.
+  defp defer(built, state) do
+    send_bytes(state, [Enum.map(built.parses, fn _ -> Wire.message(?1, "") end), Wire.ready_for_query(?I)])
+    state
   end
 
   defp drop_deferred_replies(messages, %{skip_ready: 0} = state), do: {messages, state}
@@ -425,7 +361,7 @@ defmodule PgliteEx.Server.Connection do
           Wire.ready_for_query(?I)
         ])
 
-        handle_messages(rest, %{state | phase: :ready, backend: backend, id: id})
+        handle_messages(rest, %{state | phase: :ready, backend: backend, request: %Request{id: id}})
 
       # A setting from the StartupMessage the backend refused: as on a server, after
       # authentication succeeded.
