@@ -6,7 +6,8 @@
 #   native_server_stop DIR
 #   pglite_server_start REPO DIR PORT DATABASE   in the background, until it listens
 #                                  (socket DIR/.s.PGSQL.PORT, and TCP 127.0.0.1:PORT);
-#                                  its pid in $pglite, its log in DIR/pglite-server.log
+#                                  its pid in $pglite, its log in DIR/pglite-server.log;
+#                                  $PGLITE_ARGS: more options for mix pglite.server
 #   pglite_server_stop
 #   servers_cleanup WORK PGDIR     the scripts' EXIT trap: logs copied to $KEEP if set,
 #                                  both servers stopped, WORK removed
@@ -33,7 +34,8 @@ native_server_stop() {
 
 pglite_server_start() {
   local repo=$1 dir=$2 port=$3 database=$4
-  (cd "$repo" && exec mix pglite.server --database "$database" --tcp-port "$port" --socket-dir "$dir" --port "$port" >"$dir/pglite-server.log" 2>&1) &
+  # shellcheck disable=SC2086 # PGLITE_ARGS: more options for mix pglite.server, split on spaces
+  (cd "$repo" && exec mix pglite.server --database "$database" --tcp-port "$port" --socket-dir "$dir" --port "$port" ${PGLITE_ARGS:-} >"$dir/pglite-server.log" 2>&1) &
   pglite=$!
   for _ in $(seq 1200); do [ -S "$dir/.s.PGSQL.$port" ] && return 0; sleep 0.1; done
   echo "mix pglite.server did not listen on $port: see $dir/pglite-server.log" >&2
