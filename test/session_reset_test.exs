@@ -3,7 +3,8 @@ defmodule Pglite.SessionResetTest do
   `DEALLOCATE ALL` and `DISCARD ALL` act on the session of the client that sends
   them, as on a server where each client has its own: another client's prepared
   statements (protocol and SQL), TEMP tables, holdable cursors, settings and LISTEN
-  channels are untouched, and the sender gets the server's command tags and errors.
+  channels are untouched, and the sender gets the server's command tags and errors;
+  `RESET ALL` puts back what the client's StartupMessage asked for.
   psycopg, line by line against a PostgreSQL server.
   """
   use ExUnit.Case, async: true
@@ -11,7 +12,7 @@ defmodule Pglite.SessionResetTest do
 
   @moduletag timeout: 120_000
 
-  test "DEALLOCATE ALL and DISCARD ALL from one client leave every other client's session as it was, as on a server" do
+  test "DEALLOCATE ALL, DISCARD ALL and RESET ALL from one client leave every other client's session as it was, as on a server" do
     {:ok, pg} = Pglite.start_link()
     {ours, theirs} = transcripts(pg, "session_reset")
     assert ours == theirs
@@ -20,5 +21,6 @@ defmodule Pglite.SessionResetTest do
     assert "b after a's DISCARD ALL: [1, 2, 0, 2, '7MB']" in ours
     assert "b still listens: ['after']" in ours
     assert "DISCARD ALL in a transaction: 25001" in ours
+    assert "RESET ALL: RESET 5MB ISO, DMY" in ours
   end
 end

@@ -519,7 +519,7 @@ defmodule PgliteEx.Arbiter do
   # DEALLOCATE ALL and DISCARD ALL act on this client's session only (PgliteEx.SessionReset).
   defp write(%{holder: {:client, pid}} = state, payload, %{reset: {kind, sql_statements}} = meta) do
     meta = Map.delete(meta, :reset)
-    client = Map.get(state.clients, pid, %{statements: MapSet.new(), objects: MapSet.new()})
+    client = Map.get(state.clients, pid, %{statements: MapSet.new(), objects: MapSet.new(), startup: %{}})
 
     case SessionReset.substitute(kind, state.status, client, sql_statements) do
       nil ->
@@ -741,6 +741,8 @@ defmodule PgliteEx.Arbiter do
       secret: secret,
       statements: MapSet.new(),
       settings: settings,
+      # What its StartupMessage asked for: RESET ALL puts it back (PgliteEx.SessionReset).
+      startup: settings,
       dirty: false,
       objects: MapSet.new(),
       channels: MapSet.new(),

@@ -3,7 +3,10 @@ defmodule PgliteEx.SessionReset do
   `DEALLOCATE ALL` and `DISCARD ALL` reach only the session of the client that sends
   them, as on a server, where the session is the client's alone. On the shared
   backend they would close every client's prepared statements (their next use failing
-  with `26000`) and drop every client's TEMP tables and holdable cursors.
+  with `26000`) and drop every client's TEMP tables and holdable cursors. `RESET ALL`
+  (and `DISCARD ALL`) puts back the settings the client's StartupMessage asked for, as
+  a server resets to them; on the shared backend they are the client's `set_config`s,
+  which RESET ALL alone would drop (JDBC's `extra_float_digits`, `DateStyle`).
 
   The connection marks a simple Query that is just one of them (`kind/1`). When its
   turn writes it, `PgliteEx.Arbiter` sends in its place (`substitute/4`) Close
@@ -14,7 +17,7 @@ defmodule PgliteEx.SessionReset do
   ReadyForQuery.
 
   Left as written, and so failing as on a server: `DISCARD ALL` inside a transaction
-  block (`25001`), either of them in a failed transaction (`25P02`).
+  block (`25001`), any of them in a failed transaction (`25P02`).
   `pg_advisory_unlock_all()`, part of `DISCARD ALL` on a server, is left out: the
   backend's session-level advisory locks cannot be told apart by client.
   """
@@ -22,7 +25,7 @@ defmodule PgliteEx.SessionReset do
   alias PgliteEx.{SessionState, Wire}
 
   @typedoc "Which statement."
-  @type kind :: :deallocate_all | :discard_all
+  @type kind :: :deallocate_all | :discard_all | :reset_all
 
   @typedoc "A substitute's replies still to come: whose, the number of its ReadyForQuery among the turn's, its tag, and whether it failed."
   @type pending :: %{pid: pid(), ready: non_neg_integer(), tag: String.t(), failed: boolean()}
@@ -31,16 +34,18 @@ defmodule PgliteEx.SessionReset do
   # The Query's text with its terminating NUL.
   @deallocate_all ~r/\Adeallocate\s+(?:prepare\s+)?all\s*;?\s*\x00\z/i
   @discard_all ~r/\Adiscard\s+all\s*;?\s*\x00\z/i
+  @reset_all ~r/\Areset\s+all\s*;?\s*\x00\z/i
 
-  @doc "`:deallocate_all` or `:discard_all` for a batch that is just that simple Query, else nil."
+  @doc "`:deallocate_all`, `:discard_all` or `:reset_all` for a batch that is just that simple Query, else nil."
   @spec kind([{byte(), binary(), binary()}]) :: kind() | nil
   def kind([{?Q, body, _}]) when byte_size(body) <= @longest do
     # Most short queries (BEGIN, COMMIT, SELECT 1) are told apart by their first letter.
     case String.trim_leading(body) do
-      <<first, _::binary>> = sql when first in ~c"dD" ->
+      <<first, _::binary>> = sql when first in ~c"dDrR" ->
         cond do
           Regex.match?(@deallocate_all, sql) -> :deallocate_all
           Regex.match?(@discard_all, sql) -> :discard_all
+          Regex.match?(@reset_all, sql) -> :reset_all
           true -> nil
         end
 
@@ -53,14 +58,16 @@ defmodule PgliteEx.SessionReset do
 
   @doc """
   What to send instead, for a client with `statements` (its protocol statements, by
-  their backend names), session `objects` (`PgliteEx.SessionState`) and SQL-level
-  statement names `sql_statements`, with the backend's transaction `status`:
-  `{payload, kinds, closed}`, or nil to send the statement as written.
+  their backend names), session `objects` (`PgliteEx.SessionState`), the settings of
+  its StartupMessage (`startup`) and SQL-level statement names `sql_statements`, with
+  the backend's transaction `status`: `{payload, kinds, closed}`, or nil to send the
+  statement as written.
   """
-  @spec substitute(kind(), byte(), %{statements: MapSet.t(), objects: MapSet.t()}, [String.t()]) ::
+  @spec substitute(kind(), byte(), %{statements: MapSet.t(), objects: MapSet.t(), startup: map()}, [String.t()]) ::
           {iodata(), [byte()], [String.t()]} | nil
   def substitute(:discard_all, status, _client, _sql_statements) when status != ?I, do: nil
   def substitute(_kind, ?E, _client, _sql_statements), do: nil
+  def substitute(:reset_all, _status, client, _sql_statements), do: {Wire.query(reset_sql(client.startup)), ~c"Q", []}
 
   def substitute(kind, _status, client, sql_statements) do
     statements =
@@ -69,33 +76,43 @@ defmodule PgliteEx.SessionReset do
     cursors = if kind == :discard_all, do: for({:cursor, name} <- Enum.sort(client.objects), do: name), else: []
     closes = Enum.map(statements, &Wire.message(?C, [?S, &1, 0])) ++ Enum.map(cursors, &Wire.message(?C, [?P, &1, 0]))
     kinds = Enum.map(closes, fn _ -> ?C end) ++ [?Q]
-    {[closes, Wire.query(sql(kind, client.objects))], kinds, statements}
+    {[closes, Wire.query(sql(kind, client))], kinds, statements}
   end
 
   # An empty query for DEALLOCATE ALL: the Close messages did it all.
-  defp sql(:deallocate_all, _objects), do: ""
+  defp sql(:deallocate_all, _client), do: ""
 
-  defp sql(:discard_all, objects) do
-    relations = Enum.filter(objects, fn {kind, _} -> kind not in [:prepared, :cursor] end)
+  defp sql(:discard_all, client) do
+    relations = Enum.filter(client.objects, fn {kind, _} -> kind not in [:prepared, :cursor] end)
 
     Enum.join(
-      ["SET SESSION AUTHORIZATION DEFAULT", "RESET ALL", "UNLISTEN *", "DISCARD PLANS", "DISCARD SEQUENCES"] ++
+      ["SET SESSION AUTHORIZATION DEFAULT", reset_sql(client.startup), "UNLISTEN *", "DISCARD PLANS", "DISCARD SEQUENCES"] ++
         SessionState.drop_statements(relations),
       "; "
     )
+  end
+
+  # RESET ALL, then the start-up settings back, as a server's RESET ALL leaves them.
+  defp reset_sql(startup) when map_size(startup) == 0, do: "RESET ALL"
+
+  defp reset_sql(startup) do
+    sets = Enum.map_join(Enum.sort(startup), ", ", fn {name, value} -> "pg_catalog.set_config(#{SessionState.literal(name)}, #{SessionState.literal(value)}, false)" end)
+    "RESET ALL; SELECT " <> sets
   end
 
   @doc "The command tag a server answers the statement with."
   @spec tag(kind()) :: String.t()
   def tag(:deallocate_all), do: "DEALLOCATE ALL"
   def tag(:discard_all), do: "DISCARD ALL"
+  def tag(:reset_all), do: "RESET"
 
   @doc """
   One reply to a substitute, as the client sees it: the messages to deliver in its
   place and what is still pending (nil after the ReadyForQuery). Errors and
   ParameterStatus pass; the ReadyForQuery gets the statement's CommandComplete before
   it unless an error came; the rest (CloseComplete, the substitute's own
-  CommandComplete, EmptyQueryResponse, notices of drops) is the front end's business.
+  CommandComplete, EmptyQueryResponse, the rows of `set_config`, notices of drops) is
+  the front end's business.
   """
   @spec reply({byte(), binary(), binary()}, pending()) :: {[{byte(), binary(), iodata()}], pending() | nil}
   def reply({?Z, _, _} = ready, %{failed: true}), do: {[ready], nil}

@@ -1,7 +1,8 @@
 """DEALLOCATE ALL and DISCARD ALL act on the session of the client that sends them,
 and on nobody else's: b's prepared statements (protocol and SQL), TEMP table, WITH
 HOLD cursor, settings and LISTEN survive a's; a's own are gone, and a gets the
-server's command tags and errors. Prints what each client sees."""
+server's command tags and errors. RESET ALL and DISCARD ALL put back the settings of
+the client's StartupMessage. Prints what each client sees."""
 import psycopg
 
 a = psycopg.connect(autocommit=True)
@@ -55,6 +56,16 @@ a.execute("BEGIN")
 print("in a failed transaction:", outcome(a, "SELECT 1/0"), outcome(a, "DEALLOCATE ALL"))
 a.execute("ROLLBACK")
 print("b at the end:", b_state())
+
+# RESET ALL and DISCARD ALL go back to what the StartupMessage asked for, as a server's.
+c = psycopg.connect(autocommit=True, options="-c work_mem=5MB -c DateStyle=ISO,DMY")
+c.execute("SET work_mem = '9MB'")
+c.execute("SET DateStyle = 'German'")
+print("RESET ALL:", c.execute("RESET ALL").statusmessage, outcome(c, "SHOW work_mem"), outcome(c, "SHOW DateStyle"))
+c.execute("SET work_mem = '9MB'")
+print("DISCARD ALL:", c.execute("DISCARD ALL").statusmessage, outcome(c, "SHOW work_mem"), c.info.parameter_status("DateStyle"))
+print("b's work_mem meanwhile:", outcome(b, "SHOW work_mem"))
+c.close()
 a.close()
 b.close()
 print("ok")
