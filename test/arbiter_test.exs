@@ -96,6 +96,14 @@ defmodule PgliteEx.ArbiterTest do
     assert world.clients.a.ready == 2
   end
 
+  test "two DEALLOCATE ALL pipelined in one turn each get their own answer" do
+    world = world(7) |> connect(:a) |> connect(:b)
+    world = world |> submit(:a, [query("BEGIN")]) |> submit(:a, [query("DEALLOCATE ALL")]) |> submit(:a, [query("DEALLOCATE ALL")])
+    world = world |> submit(:a, [query("COMMIT")]) |> settle()
+    assert world.clients.a.tags == ["BEGIN", "DEALLOCATE ALL", "DEALLOCATE ALL", "COMMIT"]
+    assert world.clients.a.ready == 4
+  end
+
   ## Playing a random run
 
   defp play(seed) do

@@ -126,9 +126,9 @@ defmodule PgliteEx.Arbiter do
     barrier_probe: nil,
     # Barriers started, for their tokens.
     barriers: 0,
-    # The replies to a DEALLOCATE ALL or DISCARD ALL sent as its substitute, still to
-    # come (PgliteEx.SessionReset).
-    reset: nil,
+    # The replies to DEALLOCATE ALL, DISCARD ALL or RESET ALL sent as substitutes,
+    # still to come, oldest first (PgliteEx.SessionReset).
+    reset: [],
     # A ROLLBACK was tried since the last client's turn (see PgliteEx.Turns).
     rollback_tried: false,
     # The port holds its output for a holder that stopped reading (PgliteEx.OutputFlow).
@@ -371,12 +371,16 @@ defmodule PgliteEx.Arbiter do
     end
   end
 
-  # The replies to a substitute for DEALLOCATE ALL or DISCARD ALL: those that come once
-  # every ReadyForQuery before its own has come.
-  defp resetting(%{reset: %{pid: pid, ready: ready} = pending, holder: {:client, pid}, in_flight: %{ready_done: done}} = state, message)
+  # The replies to a substitute for DEALLOCATE ALL, DISCARD ALL or RESET ALL: those that
+  # come once every ReadyForQuery before its own has come. One the backend skipped (an
+  # earlier error of the turn) has none.
+  defp resetting(%{reset: [%{ready: ready} | more], in_flight: %{ready_done: done}} = state, message) when done >= ready,
+    do: resetting(%{state | reset: more}, message)
+
+  defp resetting(%{reset: [%{pid: pid, ready: ready} = pending | more], holder: {:client, pid}, in_flight: %{ready_done: done}} = state, message)
        when done + 1 == ready do
     {shown, pending} = SessionReset.reply(message, pending)
-    {shown, %{state | reset: pending}}
+    {shown, %{state | reset: if(pending, do: [pending | more], else: more)}}
   end
 
   defp resetting(state, message), do: {[message], state}
@@ -390,7 +394,7 @@ defmodule PgliteEx.Arbiter do
     state = %{
       state
       | ahead: nil,
-        reset: nil,
+        reset: [],
         holder: {:client, ahead.pid},
         turn_first: ahead.frame,
         in_flight: InFlight.sent(InFlight.new(), ahead.meta.kinds),
@@ -506,7 +510,7 @@ defmodule PgliteEx.Arbiter do
   defp next(state), do: maybe_ahead(state)
 
   defp take_turn(state, pid, payload, meta) do
-    %{state | holder: {:client, pid}, reset: nil, rollback_tried: false, turn_first: PortProcess.next_frame(state.written), history: [], history_len: 0}
+    %{state | holder: {:client, pid}, reset: [], rollback_tried: false, turn_first: PortProcess.next_frame(state.written), history: [], history_len: 0}
     |> write(payload, meta)
     |> maybe_ahead()
   end
@@ -529,7 +533,7 @@ defmodule PgliteEx.Arbiter do
         state = update_client(state, pid, &%{&1 | statements: MapSet.difference(&1.statements, MapSet.new(closed))})
         listen = if kind == :discard_all, do: [:unlisten_all], else: []
         state = write(state, payload, %{meta | kinds: kinds} |> Map.put(:listen, listen))
-        %{state | reset: %{pid: pid, ready: state.in_flight.ready_sent, tag: SessionReset.tag(kind), failed: false}}
+        %{state | reset: state.reset ++ [%{pid: pid, ready: state.in_flight.ready_sent, tag: SessionReset.tag(kind), failed: false}]}
     end
   end
 
@@ -1039,7 +1043,7 @@ defmodule PgliteEx.Arbiter do
     {state, barrier} = barrier(state)
     chores = [barrier | cleanup_chores(state, client)]
     # Replies still owed to the vanished client arrive before the barrier's and are dropped.
-    next(%{state | holder: nil, reset: nil, chores: chores ++ state.chores, in_flight: InFlight.new(), open: false, closing: false})
+    next(%{state | holder: nil, reset: [], chores: chores ++ state.chores, in_flight: InFlight.new(), open: false, closing: false})
   end
 
   defp cleanup_chores(state, client) do
@@ -1110,7 +1114,7 @@ defmodule PgliteEx.Arbiter do
     %{
       state
       | incoming: MessageBuffer.new(),
-        reset: nil,
+        reset: [],
         status: ?I,
         in_flight: InFlight.new(),
         open: false,
