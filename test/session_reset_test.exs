@@ -22,5 +22,6 @@ defmodule Pglite.SessionResetTest do
     assert "b still listens: ['after']" in ours
     assert "DISCARD ALL in a transaction: 25001" in ours
     assert "RESET ALL: RESET 5MB ISO, DMY" in ours
+    assert "RESET work_mem: RESET 5MB" in ours
   end
 end

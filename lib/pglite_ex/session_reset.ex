@@ -4,9 +4,10 @@ defmodule PgliteEx.SessionReset do
   them, as on a server, where the session is the client's alone. On the shared
   backend they would close every client's prepared statements (their next use failing
   with `26000`) and drop every client's TEMP tables and holdable cursors. `RESET ALL`
-  (and `DISCARD ALL`) puts back the settings the client's StartupMessage asked for, as
-  a server resets to them; on the shared backend they are the client's `set_config`s,
-  which RESET ALL alone would drop (JDBC's `extra_float_digits`, `DateStyle`).
+  (and `DISCARD ALL`, and `RESET name` of one of them) puts back the settings the
+  client's StartupMessage asked for, as a server resets to them; on the shared backend
+  they are the client's `set_config`s, which RESET alone would drop (JDBC's
+  `extra_float_digits`, `DateStyle`).
 
   The connection marks a simple Query that is just one of them (`kind/1`). When its
   turn writes it, `PgliteEx.Arbiter` sends in its place (`substitute/4`) Close
@@ -25,7 +26,7 @@ defmodule PgliteEx.SessionReset do
   alias PgliteEx.{SessionState, Wire}
 
   @typedoc "Which statement."
-  @type kind :: :deallocate_all | :discard_all | :reset_all
+  @type kind :: :deallocate_all | :discard_all | :reset_all | {:reset, String.t()}
 
   @typedoc "A substitute's replies still to come: whose, the number of its ReadyForQuery among the turn's, its tag, and whether it failed."
   @type pending :: %{pid: pid(), ready: non_neg_integer(), tag: String.t(), failed: boolean()}
@@ -35,8 +36,9 @@ defmodule PgliteEx.SessionReset do
   @deallocate_all ~r/\Adeallocate\s+(?:prepare\s+)?all\s*;?\s*\x00\z/i
   @discard_all ~r/\Adiscard\s+all\s*;?\s*\x00\z/i
   @reset_all ~r/\Areset\s+all\s*;?\s*\x00\z/i
+  @reset_one ~r/\Areset\s+([a-z_][a-z0-9_.]*)\s*;?\s*\x00\z/i
 
-  @doc "`:deallocate_all`, `:discard_all` or `:reset_all` for a batch that is just that simple Query, else nil."
+  @doc "`:deallocate_all`, `:discard_all`, `:reset_all` or `{:reset, name}` for a batch that is just that simple Query, else nil."
   @spec kind([{byte(), binary(), binary()}]) :: kind() | nil
   def kind([{?Q, body, _}]) when byte_size(body) <= @longest do
     # Most short queries (BEGIN, COMMIT, SELECT 1) are told apart by their first letter.
@@ -46,6 +48,7 @@ defmodule PgliteEx.SessionReset do
           Regex.match?(@deallocate_all, sql) -> :deallocate_all
           Regex.match?(@discard_all, sql) -> :discard_all
           Regex.match?(@reset_all, sql) -> :reset_all
+          match = Regex.run(@reset_one, sql, capture: :all_but_first) -> {:reset, String.downcase(hd(match))}
           true -> nil
         end
 
@@ -68,6 +71,13 @@ defmodule PgliteEx.SessionReset do
   def substitute(:discard_all, status, _client, _sql_statements) when status != ?I, do: nil
   def substitute(_kind, ?E, _client, _sql_statements), do: nil
   def substitute(:reset_all, _status, client, _sql_statements), do: {Wire.query(reset_sql(client.startup)), ~c"Q", []}
+
+  def substitute({:reset, name}, _status, client, _sql_statements) do
+    case Enum.find(client.startup, fn {key, _} -> String.downcase(key) == name end) do
+      nil -> nil
+      {key, value} -> {Wire.query("RESET #{SessionState.quote_ident(name)}; " <> set_sql(%{key => value})), ~c"Q", []}
+    end
+  end
 
   def substitute(kind, _status, client, sql_statements) do
     statements =
@@ -95,9 +105,13 @@ defmodule PgliteEx.SessionReset do
   # RESET ALL, then the start-up settings back, as a server's RESET ALL leaves them.
   defp reset_sql(startup) when map_size(startup) == 0, do: "RESET ALL"
 
-  defp reset_sql(startup) do
-    sets = Enum.map_join(Enum.sort(startup), ", ", fn {name, value} -> "pg_catalog.set_config(#{SessionState.literal(name)}, #{SessionState.literal(value)}, false)" end)
-    "RESET ALL; SELECT " <> sets
+  defp reset_sql(startup), do: "RESET ALL; " <> set_sql(startup)
+
+  defp set_sql(settings) do
+    "SELECT " <>
+      Enum.map_join(Enum.sort(settings), ", ", fn {name, value} ->
+        "pg_catalog.set_config(#{SessionState.literal(name)}, #{SessionState.literal(value)}, false)"
+      end)
   end
 
   @doc "The command tag a server answers the statement with."
@@ -105,6 +119,7 @@ defmodule PgliteEx.SessionReset do
   def tag(:deallocate_all), do: "DEALLOCATE ALL"
   def tag(:discard_all), do: "DISCARD ALL"
   def tag(:reset_all), do: "RESET"
+  def tag({:reset, _name}), do: "RESET"
 
   @doc """
   One reply to a substitute, as the client sees it: the messages to deliver in its

@@ -57,11 +57,13 @@ print("in a failed transaction:", outcome(a, "SELECT 1/0"), outcome(a, "DEALLOCA
 a.execute("ROLLBACK")
 print("b at the end:", b_state())
 
-# RESET ALL and DISCARD ALL go back to what the StartupMessage asked for, as a server's.
+# RESET (ALL) and DISCARD ALL go back to what the StartupMessage asked for, as a server's.
 c = psycopg.connect(autocommit=True, options="-c work_mem=5MB -c DateStyle=ISO,DMY")
 c.execute("SET work_mem = '9MB'")
 c.execute("SET DateStyle = 'German'")
 print("RESET ALL:", c.execute("RESET ALL").statusmessage, outcome(c, "SHOW work_mem"), outcome(c, "SHOW DateStyle"))
+c.execute("SET work_mem = '9MB'")
+print("RESET work_mem:", c.execute("RESET work_mem").statusmessage, outcome(c, "SHOW work_mem"))
 c.execute("SET work_mem = '9MB'")
 print("DISCARD ALL:", c.execute("DISCARD ALL").statusmessage, outcome(c, "SHOW work_mem"), c.info.parameter_status("DateStyle"))
 print("b's work_mem meanwhile:", outcome(b, "SHOW work_mem"))

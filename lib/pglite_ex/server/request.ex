@@ -6,7 +6,7 @@ defmodule PgliteEx.Server.Request do
   `PgliteEx.submit/3` takes about it (`t:PgliteEx.meta/0`): the replies it owes,
   whether it leaves an extended sequence open, may change the session, surely ends
   its client's turn, can be answered for the backend when canceled while waiting, or
-  is a `DEALLOCATE ALL`/`DISCARD ALL`/`RESET ALL` for the client's own session.
+  is a `DEALLOCATE ALL`/`DISCARD ALL`/`RESET` for the client's own session.
 
   Pure: it reads and updates only what the connection knows of its client (`t:t/0`),
   and what the payload's answer does to that is `answered/3`.
@@ -99,7 +99,8 @@ defmodule PgliteEx.Server.Request do
   # its SQL-level ones among them (PgliteEx.SessionReset); they are gone after it.
   defp session_reset(nil, meta, request), do: {meta, request}
 
-  defp session_reset(:reset_all, meta, request), do: {Map.put(meta, :reset, {:reset_all, []}), request}
+  defp session_reset(kind, meta, request) when kind == :reset_all or elem(kind, 0) == :reset,
+    do: {Map.put(meta, :reset, {kind, []}), request}
 
   defp session_reset(kind, meta, request) do
     statements = for {:statement, name} <- request.sql_names, do: name
