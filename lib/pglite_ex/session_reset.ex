@@ -31,7 +31,7 @@ defmodule PgliteEx.SessionReset do
   @typedoc "A substitute's replies still to come: whose, the number of its ReadyForQuery among the turn's, its tag, and whether it failed."
   @type pending :: %{pid: pid(), ready: non_neg_integer(), tag: String.t(), failed: boolean()}
 
-  @longest 40
+  @longest 80
   # The Query's text with its terminating NUL.
   @deallocate_all ~r/\Adeallocate\s+(?:prepare\s+)?all\s*;?\s*\x00\z/i
   @discard_all ~r/\Adiscard\s+all\s*;?\s*\x00\z/i
