@@ -91,7 +91,7 @@ defmodule PgliteEx do
           optional(:cancellable) => boolean(),
           optional(:ends_turn) => boolean(),
           optional(:ends_transaction) => boolean(),
-          optional(:reset) => {PgliteEx.SessionReset.kind(), [String.t()]}
+          optional(:reset) => {PgliteEx.SessionReset.kind(), [String.t()], {iodata(), [byte()]}}
         }
 
   @typedoc "How `submit/3` ends for a payload that was not run."

@@ -1,7 +1,8 @@
 defmodule PgliteEx.ArbiterTest do
   @moduledoc """
   The arbiter without a port: random interleavings of clients that register, submit
-  (queries, transactions, failing statements, extended sequences, pings, pipelines),
+  (queries, transactions, failing statements, extended sequences, named statements,
+  pings, pipelines, DEALLOCATE/DISCARD/RESET ALL),
   disconnect, cancel and let timers run out, against a stand-in for the backend that
   answers each frontend message as PostgreSQL's message loop does (errors in an
   extended sequence skip to its Sync; an idle probe is answered once everything before
@@ -137,7 +138,9 @@ defmodule PgliteEx.ArbiterTest do
   defp client_step(world) do
     case for({name, c} <- world.clients, c.gone == nil and c.id != nil and c.call == nil, do: name) do
       [] -> world
-      names -> (name = Enum.random(names)) && submit(world, name, random_payload(name))
+      names ->
+        name = Enum.random(names)
+        submit(world, name, random_payload(name))
     end
   end
 
@@ -156,7 +159,9 @@ defmodule PgliteEx.ArbiterTest do
       extended("FAIL"),
       [sync()],
       [query("SELECT " <> tag), query("SELECT " <> tag <> "b")],
-      extended("SELECT " <> tag) ++ extended("SELECT " <> tag <> "x")
+      extended("SELECT " <> tag) ++ extended("SELECT " <> tag <> "x"),
+      [parse("s1", "SELECT 1"), sync()],
+      [query(Enum.random(["DEALLOCATE ALL", "DISCARD ALL", "RESET ALL"]))]
     ])
   end
 
@@ -191,7 +196,7 @@ defmodule PgliteEx.ArbiterTest do
   defp connect(world, name) do
     pid = spawn(fn -> Process.sleep(:infinity) end)
     secret = :rand.uniform(1_000_000)
-    client = %{pid: pid, id: nil, secret: secret, call: nil, answer: nil, gone: nil, rows: [], tags: [], errors: 0, ready: 0, owed: 0, sent: 0, in_transaction: false, request: nil}
+    client = %{pid: pid, id: nil, secret: secret, call: nil, answer: nil, gone: nil, rows: [], tags: [], errors: 0, ready: 0, owed: 0, sent: 0, skip: 0, built: nil, in_transaction: false, request: nil}
     world = put_in(world.clients[name], %{client | call: {pid, make_ref()}})
     event(world, {:register, world.clients[name].call, secret, %{}, "postgres"})
   end
@@ -203,8 +208,9 @@ defmodule PgliteEx.ArbiterTest do
     {built, request} = Request.build(c.request, messages)
     from = {c.pid, make_ref()}
     # Each Query and Sync gets a ReadyForQuery: what the client is owed once this runs.
-    sent = Enum.count(built.meta.kinds, &(&1 in ~c"QS"))
-    world = put_in(world.clients[name], %{c | call: from, request: request, sent: sent})
+    # (but the one of deferred Parse messages sent ahead, which the client already had).
+    sent = Enum.count(built.meta.kinds, &(&1 in ~c"QS")) - built.skip
+    world = put_in(world.clients[name], %{c | call: from, request: request, built: built, sent: sent})
     event(world, {:submit, from, built.payload, built.meta})
   end
 
@@ -225,7 +231,9 @@ defmodule PgliteEx.ArbiterTest do
   defp cancel_any(world) do
     case for({_, c} <- world.clients, c.id != nil, do: c) do
       [] -> world
-      clients -> (c = Enum.random(clients)) && event(world, {:cancel, c.id, c.secret})
+      clients ->
+        c = Enum.random(clients)
+        event(world, {:cancel, c.id, c.secret})
     end
   end
 
@@ -286,9 +294,11 @@ defmodule PgliteEx.ArbiterTest do
     c =
       case answer do
         {:ok, id, _parameters} -> %{c | id: id, request: %Request{id: id}}
-        :ok -> %{c | owed: c.owed + c.sent}
+        :ok -> %{c | owed: c.owed + c.sent, skip: c.skip + c.built.skip, request: Request.answered(c.request, c.built, :ok)}
         :idle -> %{c | owed: c.owed + 1, ready: c.ready + 1}
-        {:canceled, _, _} -> %{c | owed: c.owed + 1, ready: c.ready + 1, errors: c.errors + 1}
+        # Acknowledged by the connection: its Parse messages go ahead of the next batch.
+        :deferred -> %{c | owed: c.owed + 1, ready: c.ready + 1, request: Request.answered(c.request, c.built, :deferred)}
+        {:canceled, _, _} -> %{c | owed: c.owed + 1, ready: c.ready + 1, errors: c.errors + 1, request: Request.answered(c.request, c.built, :not_run)}
         {:error, {:fatal, code, _}} -> %{c | gone: c.gone || code}
       end
 
@@ -301,6 +311,9 @@ defmodule PgliteEx.ArbiterTest do
 
     c =
       Enum.reduce(messages, c, fn
+        # The replies to deferred Parse messages, which the client already had.
+        {?Z, _, _}, %{skip: skip} = c when skip > 0 -> %{c | skip: skip - 1}
+        _, %{skip: skip} = c when skip > 0 -> c
         {?D, body, _}, c -> %{c | rows: c.rows ++ Wire.data_row(body)}
         {?C, body, _}, c -> %{c | tags: c.tags ++ [elem(Wire.cstring(body), 0)]}
         {?E, _, _}, c -> %{c | errors: c.errors + 1}
@@ -413,7 +426,7 @@ defmodule PgliteEx.ArbiterTest do
   ## Frontend messages, as a client writes them
 
   defp query(sql), do: message(?Q, [sql, 0])
-  defp parse(name), do: message(?P, [name, 0, "SELECT 1", 0, <<0::16>>])
+  defp parse(name, sql \\ "SELECT 1"), do: message(?P, [name, 0, sql, 0, <<0::16>>])
   defp sync, do: message(?S, "")
 
   defp extended(sql) do

@@ -51,9 +51,18 @@ defmodule PgliteEx.Server.RequestTest do
     {_, request} = Request.build(%Request{id: 7}, [query("PREPARE mine AS SELECT 1")])
     assert MapSet.member?(request.sql_names, {:statement, "mine"})
     {built, request} = Request.build(request, [query("deallocate  all ;")])
-    assert built.meta.reset == {:deallocate_all, ["mine"]}
+    assert built.meta.reset == {:deallocate_all, ["mine"], {[], []}}
     assert request.sql_names == MapSet.new()
     {built, _} = Request.build(request, [query("DEALLOCATE ALL"), query("SELECT 1")])
     refute Map.has_key?(built.meta, :reset), "only alone in its Query"
+  end
+
+  test "a DISCARD ALL behind deferred Parse messages keeps them ahead of its substitute" do
+    {built, request} = Request.build(%Request{id: 7}, [parse("s1", "SELECT 1"), sync()])
+    request = Request.answered(request, built, :deferred)
+    {built, _} = Request.build(request, [query("DISCARD ALL")])
+    assert {:discard_all, [], {ahead, ~c"PS"}} = built.meta.reset
+    assert tags(ahead) == ~c"PS"
+    assert built.meta.kinds == ~c"PSQ" and built.skip == 1
   end
 end

@@ -521,7 +521,8 @@ defmodule PgliteEx.Arbiter do
   defp settings_in_place?(state, pid), do: match?(%{^pid => %{settings: settings}} when settings == state.applied, state.clients)
 
   # DEALLOCATE ALL and DISCARD ALL act on this client's session only (PgliteEx.SessionReset).
-  defp write(%{holder: {:client, pid}} = state, payload, %{reset: {kind, sql_statements}} = meta) do
+  # What goes ahead of it (deferred Parse messages and their Sync) goes as it is.
+  defp write(%{holder: {:client, pid}} = state, payload, %{reset: {kind, sql_statements, {ahead, ahead_kinds}}} = meta) do
     meta = Map.delete(meta, :reset)
     client = Map.get(state.clients, pid, %{statements: MapSet.new(), objects: MapSet.new(), startup: %{}})
 
@@ -529,10 +530,10 @@ defmodule PgliteEx.Arbiter do
       nil ->
         write(state, payload, meta)
 
-      {payload, kinds, closed} ->
+      {substitute, kinds, closed} ->
         state = update_client(state, pid, &%{&1 | statements: MapSet.difference(&1.statements, MapSet.new(closed))})
         listen = if kind == :discard_all, do: [:unlisten_all], else: []
-        state = write(state, payload, %{meta | kinds: kinds} |> Map.put(:listen, listen))
+        state = write(state, [ahead, substitute], %{meta | kinds: ahead_kinds ++ kinds} |> Map.put(:listen, listen))
         %{state | reset: state.reset ++ [%{pid: pid, ready: state.in_flight.ready_sent, tag: SessionReset.tag(kind), failed: false}]}
     end
   end

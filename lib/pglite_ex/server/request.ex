@@ -100,12 +100,12 @@ defmodule PgliteEx.Server.Request do
   defp session_reset(nil, meta, request), do: {meta, request}
 
   defp session_reset(kind, meta, request) when kind == :reset_all or elem(kind, 0) == :reset,
-    do: {Map.put(meta, :reset, {kind, []}), request}
+    do: {Map.put(meta, :reset, {kind, [], {[], []}}), request}
 
   defp session_reset(kind, meta, request) do
     statements = for {:statement, name} <- request.sql_names, do: name
     gone? = fn {what, _} -> what == :statement or kind == :discard_all end
-    {Map.put(meta, :reset, {kind, statements}), %{request | sql_names: MapSet.reject(request.sql_names, gone?)}}
+    {Map.put(meta, :reset, {kind, statements, {[], []}}), %{request | sql_names: MapSet.reject(request.sql_names, gone?)}}
   end
 
   # A payload still waiting for its turn can be answered for the backend, as if it had
@@ -121,9 +121,12 @@ defmodule PgliteEx.Server.Request do
   defp with_deferred(built, %{deferred: []}), do: built
 
   defp with_deferred(built, request) do
-    payload = [Enum.reverse(request.deferred), Wire.sync(), built.payload]
-    kinds = Enum.map(request.deferred, fn _ -> ?P end) ++ [?S | built.meta.kinds]
-    %{built | payload: payload, skip: 1, parses: [], meta: %{built.meta | kinds: kinds, deferrable: false}}
+    ahead = [Enum.reverse(request.deferred), Wire.sync()]
+    ahead_kinds = Enum.map(request.deferred, fn _ -> ?P end) ++ [?S]
+    meta = %{built.meta | kinds: ahead_kinds ++ built.meta.kinds, deferrable: false}
+    # A substitute for DEALLOCATE/DISCARD/RESET ALL replaces the batch, not what goes ahead of it.
+    meta = if Map.has_key?(meta, :reset), do: Map.update!(meta, :reset, &put_elem(&1, 2, {ahead, ahead_kinds})), else: meta
+    %{built | payload: [ahead, built.payload], skip: 1, parses: [], meta: meta}
   end
 
   defp renamed_parses(payload) do
