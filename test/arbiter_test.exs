@@ -18,7 +18,7 @@ defmodule PgliteEx.ArbiterTest do
       (no `wedge:` report).
 
   Seeded: a failure names its seed, and `ARBITER_SEED=n mix test test/arbiter_test.exs`
-  plays it again.
+  plays it again; `ARBITER_RUNS=n` plays seeds 1..n (150 by default).
   """
   use ExUnit.Case, async: true
   alias PgliteEx.{Arbiter, Wire}
@@ -31,7 +31,7 @@ defmodule PgliteEx.ArbiterTest do
   test "random interleavings of clients keep every invariant" do
     seeds =
       case System.get_env("ARBITER_SEED") do
-        nil -> 1..@runs
+        nil -> 1..String.to_integer(System.get_env("ARBITER_RUNS", "#{@runs}"))
         seed -> [String.to_integer(seed)]
       end
 
