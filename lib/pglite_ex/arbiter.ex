@@ -520,7 +520,7 @@ defmodule PgliteEx.Arbiter do
   # The backend's session has the client's settings: its request can go as it is.
   defp settings_in_place?(state, pid), do: match?(%{^pid => %{settings: settings}} when settings == state.applied, state.clients)
 
-  # DEALLOCATE ALL and DISCARD ALL act on this client's session only (PgliteEx.SessionReset).
+  # DEALLOCATE ALL, DISCARD ALL and RESET act on this client's session only (PgliteEx.SessionReset).
   # What goes ahead of it (deferred Parse messages and their Sync) goes as it is.
   defp write(%{holder: {:client, pid}} = state, payload, %{reset: {kind, sql_statements, {ahead, ahead_kinds}}} = meta) do
     meta = Map.delete(meta, :reset)
