@@ -331,7 +331,7 @@ defmodule PgliteEx.Server.Connection do
 
   # Its Parse messages are acknowledged now and sent ahead of its next batch.
   defp defer(built, state) do
-    send_bytes(state, [Enum.map(built.parses, fn _ -> Wire.message(?1, "") end), Wire.ready_for_query(?I)])
+    send_bytes(state, [for(?P <- built.meta.kinds, do: Wire.message(?1, "")), Wire.ready_for_query(?I)])
     state
   end
 

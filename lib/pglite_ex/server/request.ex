@@ -35,15 +35,13 @@ defmodule PgliteEx.Server.Request do
   @typedoc """
   A batch made ready: the payload and its notes, the number of ReadyForQuery replies
   to drop before its own (those of the deferred Parses' Sync), whether a Terminate
-  ended it, the Parse messages it holds (sent later if it is deferred), and whether
-  nothing is left to send.
+  ended it, and whether nothing is left to send.
   """
   @type built :: %{
           payload: iodata(),
           meta: PgliteEx.meta(),
           skip: 0 | 1,
           terminate: boolean(),
-          parses: [binary()],
           empty: boolean()
         }
 
@@ -80,8 +78,7 @@ defmodule PgliteEx.Server.Request do
     }
 
     {meta, request} = session_reset(SessionReset.kind(messages), meta, %{request | risky: TurnEnd.track(messages, request.risky)})
-    parses = if batch.deferrable, do: renamed_parses(batch.payload), else: []
-    built = %{payload: batch.payload, meta: meta, skip: 0, terminate: terminate?, parses: parses, empty: messages == []}
+    built = %{payload: batch.payload, meta: meta, skip: 0, terminate: terminate?, empty: messages == []}
     {with_deferred(built, request), request}
   end
 
@@ -92,7 +89,8 @@ defmodule PgliteEx.Server.Request do
   """
   @spec answered(t(), built(), :ok | :deferred | :not_run) :: t()
   def answered(request, built, :ok), do: %{request | open: built.meta.open, deferred: []}
-  def answered(request, built, :deferred), do: %{request | deferred: Enum.reverse(built.parses) ++ request.deferred}
+  # A deferred batch is Parse messages and a Sync: they are kept, renamed, for the next.
+  def answered(request, built, :deferred), do: %{request | deferred: Enum.reverse(renamed_parses(built.payload)) ++ request.deferred}
   def answered(request, _built, :not_run), do: %{request | open: false}
 
   # DEALLOCATE ALL and DISCARD ALL reach this client's statements (and cursors) only,
@@ -126,7 +124,7 @@ defmodule PgliteEx.Server.Request do
     meta = %{built.meta | kinds: ahead_kinds ++ built.meta.kinds, deferrable: false}
     # A substitute for DEALLOCATE/DISCARD/RESET ALL replaces the batch, not what goes ahead of it.
     meta = if Map.has_key?(meta, :reset), do: Map.update!(meta, :reset, &put_elem(&1, 2, {ahead, ahead_kinds})), else: meta
-    %{built | payload: [ahead, built.payload], skip: 1, parses: [], meta: meta}
+    %{built | payload: [ahead, built.payload], skip: 1, meta: meta}
   end
 
   defp renamed_parses(payload) do
