@@ -44,13 +44,13 @@ defmodule Pglite.PsqlTest do
     assert {"bob\n", 0} = psql(pg, "SET ROLE bob; SELECT current_user"), "SET ROLE reaches it"
   end
 
-  test "a client encoding pglite lacks gets PostgreSQL's error with a hint that names the limit", %{pg: pg} do
-    assert {out, 1} = psql(pg, "SET client_encoding TO latin1")
-    assert out =~ ~s(could not access file "$libdir/utf8_and_iso8859_1")
-    assert out =~ "HINT:  pglite ships no encoding conversion modules: client encodings are UTF8 and SQL_ASCII only"
-    assert {out, 1} = psql(pg, "SELECT convert_to('x', 'EUC_JP')")
-    assert out =~ "HINT:  pglite ships no encoding conversion modules"
-    assert {"SQL_ASCII\n", 0} = psql(pg, "SET client_encoding TO sql_ascii; SHOW client_encoding")
+  test "psql with PGCLIENTENCODING=LATIN1 reads and writes LATIN1, as from a server", %{pg: pg} do
+    env = [{"PGCLIENTENCODING", "LATIN1"}]
+    assert {"LATIN1\n" <> <<0xE9, ?\n>>, 0} =
+             psql(pg, "SHOW client_encoding; SELECT convert_from('\\xc3a9', 'UTF8')", env: env)
+    assert {out, 1} = psql(pg, "SELECT convert_from('\\xe282ac', 'UTF8')", env: env)
+    assert out =~ ~s(ERROR:  character with byte sequence 0xe2 0x82 0xac in encoding "UTF8" has no equivalent in encoding "LATIN1")
+    assert {"UTF8\n", 0} = psql(pg, "SHOW client_encoding", env: [{"PGCLIENTENCODING", "UTF8"}]), "the next client has its own"
   end
 
   test "a client speaking garbage is closed alone", %{pg: pg} do

@@ -11,7 +11,7 @@ defmodule PgliteEx.Arbiter do
   wedges, notifications, crashes); who goes next when the backend is free is
   `PgliteEx.Turns`, and what the backend still owes the holder is `PgliteEx.InFlight`.
   """
-  alias PgliteEx.{Chores, Databases, InFlight, KeepAwake, MessageBuffer, OutputFlow, PortProcess, SessionReset, SessionState, Timeouts, Turns, Wire}
+  alias PgliteEx.{Chores, Databases, InFlight, KeepAwake, MessageBuffer, Notifications, OutputFlow, PortProcess, SessionReset, SessionState, Timeouts, Turns, Wire}
 
   @typedoc "The backend's ParameterStatus values at start-up."
   @type parameters :: [{String.t(), String.t()}]
@@ -82,6 +82,8 @@ defmodule PgliteEx.Arbiter do
     poked: false,
     # The backend's ParameterStatus values at start-up, for new clients.
     parameters: [],
+    # The client encoding the backend writes in now (its last ParameterStatus for it).
+    encoding: "UTF8",
     # Start-up settings the backend accepted, with the values it reported for them: a
     # pool's next connections with the same settings need no turn.
     checked: %{},
@@ -150,7 +152,7 @@ defmodule PgliteEx.Arbiter do
   @spec new(keyword(), parameters(), integer()) :: t()
   def new(opts, parameters, now) do
     databases = Databases.new(Keyword.get(opts, :database, "postgres"))
-    %__MODULE__{opts: opts, parameters: parameters, now: now, up_since: now, databases: databases}
+    %__MODULE__{opts: opts, parameters: parameters, encoding: start_encoding(parameters), now: now, up_since: now, databases: databases}
   end
 
   @doc "The actions asked for since the last call, oldest first, and the state without them."
@@ -233,8 +235,8 @@ defmodule PgliteEx.Arbiter do
 
       {:ready, bytes, _} ->
         {:ok, messages, rest} = Wire.split(bytes)
-        {notifications, messages} = Enum.split_with(messages, &match?({?A, _, _}, &1))
-        state = notify(state, notifications)
+        {notifications, messages, encoding} = Notifications.split(messages, state.encoding)
+        state = notify(%{state | encoding: encoding}, notifications)
         messages |> route(%{state | incoming: MessageBuffer.keep(rest, 1)}, []) |> maybe_release()
     end
   end
@@ -253,7 +255,7 @@ defmodule PgliteEx.Arbiter do
 
   defp on(%{holder: :down} = state, {:restarted, {:ok, parameters}}) do
     state = log(state, :info, "pglite-port is back (restart #{state.restarts})")
-    next(%{state | up: true, parameters: parameters, holder: nil, up_since: state.now, cannot_start: nil})
+    next(%{state | up: true, parameters: parameters, encoding: start_encoding(parameters), holder: nil, up_since: state.now, cannot_start: nil})
   end
 
   # Not the user's supervision tree's to end: it starts once space is freed.
@@ -277,7 +279,7 @@ defmodule PgliteEx.Arbiter do
   defp on(state, {:switched, database, opts, waiters, {:ok, parameters}}) do
     state = log(state, :info, "serving database #{inspect(database)} (was #{inspect(state.databases.serving)})")
     databases = %{state.databases | serving: database}
-    state = %{forget_backend(state) | up: true, holder: nil, parameters: parameters, opts: opts, up_since: state.now, checked: %{}, databases: databases}
+    state = %{forget_backend(state) | up: true, holder: nil, parameters: parameters, encoding: start_encoding(parameters), opts: opts, up_since: state.now, checked: %{}, databases: databases}
     waiters |> Enum.reduce(state, &admit(&2, &1.from, &1.secret, &1.settings)) |> next()
   end
 
@@ -437,7 +439,7 @@ defmodule PgliteEx.Arbiter do
   defp deliver(state, _messages), do: state
 
   # NotificationResponse: to every client listening on the channel, with the notifying
-  # client's id as the pid.
+  # client's id as the pid, in the client's encoding (PgliteEx.Notifications).
   defp notify(state, []), do: state
 
   defp notify(state, notifications) do
@@ -450,14 +452,39 @@ defmodule PgliteEx.Arbiter do
     # One send per client, in order: a transaction's notifications arrive together, in
     # one write, as from a server.
     notifications
-    |> Enum.flat_map(fn {?A, <<_pid::32, rest::binary>>, _} ->
-      {channel, _payload} = Wire.cstring(rest)
-      message = Wire.message(?A, [<<notifier::32>>, rest])
-      for {pid, client} <- state.clients, MapSet.member?(client.channels, channel), do: {pid, message}
+    |> Enum.flat_map(fn {body, _encoding} = notification ->
+      channel = Notifications.channel(body)
+      for {pid, client} <- state.clients, MapSet.member?(client.channels, channel), do: {pid, notification}
     end)
     |> Enum.group_by(&elem(&1, 0), &elem(&1, 1))
-    |> Enum.reduce(state, fn {pid, messages}, acc -> emit(acc, {:send, pid, {:pglite_backend, messages}}) end)
+    |> Enum.reduce(state, fn {pid, notifications}, acc -> notify_client(acc, pid, notifier, notifications) end)
   end
+
+  # Those in another encoding are converted by a chore first; so are all that come
+  # after them, to keep the order.
+  defp notify_client(state, pid, notifier, notifications) do
+    to = client_encoding(state, pid)
+
+    if Enum.any?(notifications, fn {body, from} -> Notifications.convert?(body, from, to) end) or
+         Enum.any?(state.chores, &match?({:notify, ^pid, _, _, _}, &1)) do
+      %{state | chores: state.chores ++ [{:notify, pid, notifier, to, notifications}]}
+    else
+      send_notifications(state, pid, notifier, Enum.map(notifications, &elem(&1, 0)))
+    end
+  end
+
+  defp send_notifications(state, pid, notifier, bodies),
+    do: emit(state, {:send, pid, {:pglite_backend, Enum.map(bodies, &Wire.message(?A, [<<notifier::32>>, &1]))}})
+
+  # A client's encoding is among its session settings when it asked for one.
+  defp client_encoding(state, pid) do
+    case state.clients[pid][:settings] do
+      %{"client_encoding" => encoding} -> encoding
+      _ -> start_encoding(state.parameters)
+    end
+  end
+
+  defp start_encoding(parameters), do: List.keyfind(parameters, "client_encoding", 0, {nil, "UTF8"}) |> elem(1)
 
   # Hand the backend on once its holder has nothing left in flight, and is neither
   # inside a transaction, COPY or extended sequence, nor skipping to its Sync.
@@ -668,6 +695,15 @@ defmodule PgliteEx.Arbiter do
   end
 
   defp chore_done(state, {:reply, from, messages}, _), do: reply(state, from, {:ok, messages})
+
+  # A notification the listener's encoding cannot hold ends its connection, as the
+  # server's FATAL does.
+  defp chore_done(state, {:notify, pid, notifier, _to, _notifications}, messages) do
+    case Notifications.parse(messages) do
+      {:ok, bodies} -> if Map.has_key?(state.clients, pid), do: send_notifications(state, pid, notifier, bodies), else: state
+      {:error, code, message} -> kick(state, pid, code, message)
+    end
+  end
 
   defp chore_done(state, {:sql, sql}, messages) do
     Enum.reduce(for({?E, body} <- messages, do: Wire.fields(body)[?M]), state, &log(&2, :warning, "#{sql}: #{&1}"))

@@ -12,11 +12,12 @@ defmodule PgliteEx.Chores do
     * `{:sql, sql}` - LISTEN/UNLISTEN and drops after a client left (nil: nothing)
     * `:rollback` - end a transaction nobody holds
     * `{:close, statements}` - close a departed client's prepared statements
+    * `{:notify, pid, notifier, encoding, notifications}` - notifications converted into a listener's encoding
     * `{:barrier, token}` - end whatever a vanished client left running
     * `{:look_up, waiter}` / `{:switch, database}` - another database (`PgliteEx.Databases`)
   """
 
-  alias PgliteEx.{Databases, SessionState, Wire}
+  alias PgliteEx.{Databases, Notifications, SessionState, Wire}
 
   @typedoc "What a chore writes: the messages and the kinds of reply owed, or `:barrier` (an idle probe follows)."
   @type payload :: {iodata(), [byte()] | :barrier}
@@ -36,6 +37,7 @@ defmodule PgliteEx.Chores do
   def payload(:rollback, ?I, _settings_of), do: nil
   def payload(:rollback, _status, _settings_of), do: query("ROLLBACK")
   def payload({:reply, _, _}, _status, _settings_of), do: nil
+  def payload({:notify, _, _, to, notifications}, _status, _settings_of), do: query(Notifications.convert_sql(notifications, to))
   def payload({:look_up, waiter}, _status, _settings_of), do: query(Databases.check_sql(waiter.database))
   def payload({:switch, database}, _status, _settings_of), do: query(Databases.check_sql(database))
 

@@ -58,14 +58,30 @@ const STOP_WORDS: [(&str, &[u8]); 15] = {
     )
 };
 
+/// PostgreSQL's encoding conversion procedures, which the runtime lacks, built for it
+/// (`native/encodings/README.md`), as `(file name, contents)`: PostgreSQL dlopens one
+/// when a client asks for an encoding other than UTF8 (`SET client_encoding`,
+/// `convert()`).
+const CONVERSIONS: [(&str, &[u8]); 24] = {
+    macro_rules! conversions {
+        ($($name:literal),*) => {
+            [$((concat!($name, ".so"), include_bytes!(concat!("../encodings/", $name, ".so")).as_slice())),*]
+        };
+    }
+    conversions!(
+        "cyrillic_and_mic", "euc2004_sjis2004", "euc_cn_and_mic", "euc_jp_and_sjis", "euc_kr_and_mic", "euc_tw_and_big5", "latin2_and_win1250", "latin_and_mic", "utf8_and_big5", "utf8_and_cyrillic", "utf8_and_euc2004", "utf8_and_euc_cn", "utf8_and_euc_jp", "utf8_and_euc_kr", "utf8_and_euc_tw", "utf8_and_gb18030", "utf8_and_gbk", "utf8_and_iso8859", "utf8_and_iso8859_1", "utf8_and_johab", "utf8_and_sjis", "utf8_and_sjis2004", "utf8_and_uhc", "utf8_and_win"
+    )
+};
+
 /// Unpacks the runtime into `<cache>/<ASSETS_VERSION>-<size>-<layout>` unless a complete
 /// copy is there; the layout names what this program adds to the archive (`stop`: the
-/// stop-word lists), so a cache unpacked without them is not taken for complete.
+/// stop-word lists, `conv`: the conversion procedures), so a cache unpacked without them
+/// is not taken for complete.
 pub fn runtime(cache_dir: &Path) -> Result<Runtime> {
     let archive = pglite_oxide_assets::runtime_archive()
         .context("pglite-oxide-assets was built without its runtime payload")?;
     let started = std::time::Instant::now();
-    let dir = unpacked_once(cache_dir, &format!("{ASSETS_VERSION}-{}-ext-stop", archive.len()), |tmp| {
+    let dir = unpacked_once(cache_dir, &format!("{ASSETS_VERSION}-{}-ext-stop-conv", archive.len()), |tmp| {
         // The archive's files sit under a top-level `pglite/`; so do the extensions'
         // (share/postgresql/extension/*, lib/postgresql/*.so). Most of the time goes into
         // creating ~900 files, so the extensions are unpacked beside the core.
@@ -84,6 +100,10 @@ pub fn runtime(cache_dir: &Path) -> Result<Runtime> {
                 let tsearch = root.join("share/postgresql/tsearch_data");
                 for (name, words) in STOP_WORDS {
                     fs::write(tsearch.join(name), words).with_context(|| format!("write {name} into {}", tsearch.display()))?;
+                }
+                let lib = root.join("lib/postgresql");
+                for (name, module) in CONVERSIONS {
+                    fs::write(lib.join(name), module).with_context(|| format!("write {name} into {}", lib.display()))?;
                 }
                 let module = fs::read(root.join("bin/pglite")).context("read unpacked pglite/bin/pglite")?;
                 fs::write(root.join("bin/pglite.sha256"), hex(&Sha256::digest(&module)))?;

@@ -18,7 +18,7 @@ use wasmparser::{ExternalKind, Parser, Payload};
 use crate::assets::Runtime;
 
 /// Part of the compiled module's key: a different rule makes a different module.
-const RULE: &[u8] = b"exports: side-module imports, WASIX, host (4); inet family byte (2)";
+const RULE: &[u8] = b"exports: side-module imports (with the conversion procedures), WASIX, host (5); inet family byte (2)";
 
 /// What WASIX's loader and linker call (`_start`, `_initialize`, `__wasm_call_ctors`,
 /// `__stack_pointer`, `__tls_base`, `asyncify_*`, `wasi_thread_start`, ...) and the

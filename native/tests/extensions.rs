@@ -1,4 +1,4 @@
-//! The extensions and dictionaries bundled with the runtime: listed, created, used, kept across a restart.
+//! The extensions, dictionaries and encoding conversions bundled with the runtime: listed, created, used, kept across a restart.
 
 mod support;
 use support::*;
@@ -91,5 +91,33 @@ fn full_text_search_in_every_snowball_language_with_stop_words() {
         let reply = port.simple(&format!("SELECT ts_lexize('{name}', 'a')"));
         assert!(reply.iter().all(|m| m.tag != b'E'), "{name}: {reply:?}");
     }
+    assert_eq!(port.finish().0, 0);
+}
+
+#[test]
+fn every_default_encoding_conversion_loads_and_converts() {
+    let (mut port, _) = Port::ready("memory://");
+    let conversions = port.rows(
+        "SELECT pg_encoding_to_char(conforencoding), pg_encoding_to_char(contoencoding) FROM pg_conversion \
+         WHERE condefault ORDER BY 1, 2",
+    );
+    assert!(conversions.len() > 100, "PostgreSQL 17 has 132 default conversions: {conversions:?}");
+    for row in &conversions {
+        let (from, to) = (row[0].clone().unwrap(), row[1].clone().unwrap());
+        // Each call loads the conversion's module and runs its procedure.
+        let sql = format!("SELECT encode(convert('\\x41'::bytea, '{from}', '{to}'), 'hex')");
+        assert_eq!(port.rows(&sql)[0][0].as_deref(), Some("41"), "{from} to {to}");
+    }
+    assert_eq!(one(&mut port, "SELECT encode(convert_to('日本語', 'SJIS'), 'hex')"), "93fa967b8cea");
+    assert_eq!(one(&mut port, "SELECT convert_from('\\xe9'::bytea, 'LATIN1')"), "é");
+
+    // A client encoding: text goes out in it; a character it lacks is 22P05.
+    port.rows("SET client_encoding TO 'LATIN1'");
+    let reply = port.simple("SELECT convert_from('\\xc3a9', 'UTF8')");
+    let row = reply.iter().find(|m| m.tag == b'D').expect("a row");
+    assert!(row.body.ends_with(&[0, 0, 0, 1, 0xE9]), "é in LATIN1 is the one byte 0xE9: {:?}", row.body);
+    let reply = port.simple("SELECT convert_from('\\xe282ac', 'UTF8')");
+    let error = reply.iter().find(|m| m.tag == b'E').expect("an error");
+    assert_eq!(error.field(b'C').as_deref(), Some("22P05"));
     assert_eq!(port.finish().0, 0);
 }

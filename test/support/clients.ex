@@ -15,7 +15,7 @@ defmodule Pglite.TestClients do
     System.cmd(
       "psql",
       ["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h", host, "-p", "#{port}", "-U", user, "-d", db, "-c", sql],
-      env: [{"PGPASSWORD", password}, {"PGCONNECT_TIMEOUT", "10"}],
+      env: [{"PGPASSWORD", password}, {"PGCONNECT_TIMEOUT", "10"} | Keyword.get(opts, :env, [])],
       stderr_to_stdout: true
     )
   end

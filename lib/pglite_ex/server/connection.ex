@@ -13,7 +13,7 @@ defmodule PgliteEx.Server.Connection do
   use GenServer, restart: :temporary
   require Logger
 
-  alias PgliteEx.Server.{LimitHints, Request, Scram, Violations}
+  alias PgliteEx.Server.{Request, Scram, Violations}
   alias PgliteEx.{MessageBuffer, OutputFlow, SessionState, Wire}
 
   @ssl_request 80_877_103
@@ -106,7 +106,6 @@ defmodule PgliteEx.Server.Connection do
   def handle_info({:pglite_backend, from, messages}, state) do
     bytes = OutputFlow.bytes(messages)
     {messages, state} = drop_deferred_replies(messages, state)
-    messages = LimitHints.add(messages)
     state = %{state | copy_in: Violations.copy_in_after(messages, state.copy_in)}
 
     with :ok <- :gen_tcp.send(state.socket, messages),
