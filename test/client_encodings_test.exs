@@ -22,6 +22,7 @@ listener in its own. psycopg, line by line against a
     assert "EUC_JP to SJIS: 93fa967b8cea 日本語" in ours
     assert ~s(a reads b's: 22P05 character with byte sequence 0xe2 0x82 0xac in encoding "UTF8" has no equivalent in encoding "LATIN1") in ours
     assert "b meanwhile: é,€ utf-8" in ours
+    assert ~s(a's own again: "schéma", public ü) in ours
     assert "b's notification from a in LATIN1: ['café']" in ours
     assert "a's from b in UTF8: ['déjà vu']" in ours
   end

@@ -159,19 +159,26 @@ defmodule PgliteEx.SessionState do
   One simple query listing the backend's session: settings changed in the session,
   the role, TEMP relations, SQL-level prepared statements, holdable cursors and
   LISTEN channels, as rows of (kind, name, value).
+
+  Setting values and relation names come as the hexadecimal of their UTF8, whatever
+  the client's encoding: the SQL that puts them back or drops them (`restore_sql/1`,
+  `drop_statements/1`) may run while another client's encoding is in place, so it is
+  written in ASCII (`literal/1`, `quote_ident/1`).
   """
   @spec capture_sql() :: String.t()
   def capture_sql do
     """
-    SELECT 'setting', name, setting FROM pg_catalog.pg_settings WHERE source = 'session'
-    UNION ALL SELECT 'setting', 'role', pg_catalog.current_setting('role') WHERE pg_catalog.current_setting('role') <> 'none'
-    UNION ALL SELECT 'rel', c.relkind::text, pg_catalog.quote_ident(c.relname) FROM pg_catalog.pg_class c
+    SELECT 'setting', name, #{utf8_hex("setting")} FROM pg_catalog.pg_settings WHERE source = 'session'
+    UNION ALL SELECT 'setting', 'role', #{utf8_hex("pg_catalog.current_setting('role')")} WHERE pg_catalog.current_setting('role') <> 'none'
+    UNION ALL SELECT 'rel', c.relkind::text, #{utf8_hex("c.relname::text")} FROM pg_catalog.pg_class c
       WHERE c.relnamespace = pg_catalog.pg_my_temp_schema() AND c.relkind IN ('r', 'p', 'v', 'S', 'f')
     UNION ALL SELECT 'prepared', name, NULL FROM pg_catalog.pg_prepared_statements WHERE from_sql
     UNION ALL SELECT 'cursor', name, NULL FROM pg_catalog.pg_cursors WHERE is_holdable
     UNION ALL SELECT 'channel', c, NULL FROM pg_catalog.pg_listening_channels() c
     """
   end
+
+  defp utf8_hex(text), do: "pg_catalog.encode(pg_catalog.convert_to(#{text}, 'UTF8'), 'hex')"
 
   @doc "Reads the DataRows of a `capture_sql/0` reply."
   @spec parse_capture([{byte(), binary()}]) :: capture()
@@ -181,8 +188,8 @@ defmodule PgliteEx.SessionState do
     for {?D, row} <- messages, reduce: empty do
       acc ->
         case Wire.data_row(row) do
-          ["setting", name, value] -> %{acc | settings: Map.put(acc.settings, name, value)}
-          ["rel", kind, name] -> %{acc | objects: MapSet.put(acc.objects, {relation(kind), name})}
+          ["setting", name, value] -> %{acc | settings: Map.put(acc.settings, name, Base.decode16!(value, case: :lower))}
+          ["rel", kind, name] -> %{acc | objects: MapSet.put(acc.objects, {relation(kind), Base.decode16!(name, case: :lower)})}
           ["prepared", name, _] -> %{acc | objects: MapSet.put(acc.objects, {:prepared, name})}
           ["cursor", name, _] -> %{acc | objects: MapSet.put(acc.objects, {:cursor, name})}
           ["channel", name, _] -> %{acc | channels: MapSet.put(acc.channels, name)}
@@ -235,10 +242,10 @@ defmodule PgliteEx.SessionState do
     objects
     |> Enum.sort()
     |> Enum.map(fn
-      {:table, name} -> "DROP TABLE IF EXISTS pg_temp.#{name} CASCADE"
-      {:view, name} -> "DROP VIEW IF EXISTS pg_temp.#{name} CASCADE"
-      {:sequence, name} -> "DROP SEQUENCE IF EXISTS pg_temp.#{name} CASCADE"
-      {:foreign, name} -> "DROP FOREIGN TABLE IF EXISTS pg_temp.#{name} CASCADE"
+      {:table, name} -> "DROP TABLE IF EXISTS pg_temp.#{quote_ident(name)} CASCADE"
+      {:view, name} -> "DROP VIEW IF EXISTS pg_temp.#{quote_ident(name)} CASCADE"
+      {:sequence, name} -> "DROP SEQUENCE IF EXISTS pg_temp.#{quote_ident(name)} CASCADE"
+      {:foreign, name} -> "DROP FOREIGN TABLE IF EXISTS pg_temp.#{quote_ident(name)} CASCADE"
       {:prepared, name} -> "DEALLOCATE #{quote_ident(name)}"
       {:cursor, name} -> "CLOSE #{quote_ident(name)}"
     end)
@@ -253,11 +260,40 @@ defmodule PgliteEx.SessionState do
     end
   end
 
-  @doc "`text` as an SQL string literal; E'' means the same whatever standard_conforming_strings is."
-  @spec literal(String.t()) :: String.t()
-  def literal(text), do: "E'" <> (text |> String.replace("\\", "\\\\") |> String.replace("'", "''")) <> "'"
+  @doc """
+  `text` as an SQL string literal; E'' means the same whatever standard_conforming_strings
+  is. UTF8 text beyond ASCII is written in ASCII (hexadecimal, converted from UTF8 by
+  the backend), so the literal means the same in any client encoding.
+  """
+  @spec literal(binary()) :: String.t()
+  def literal(text) do
+    if ascii?(text) or not String.valid?(text),
+      do: "E'" <> (text |> String.replace("\\", "\\\\") |> String.replace("'", "''")) <> "'",
+      else: "pg_catalog.convert_from(pg_catalog.decode('#{Base.encode16(text, case: :lower)}', 'hex'), 'UTF8')"
+  end
 
-  @doc "`name` as a quoted SQL identifier."
-  @spec quote_ident(String.t()) :: String.t()
-  def quote_ident(name), do: ~s(") <> String.replace(name, ~s("), ~s("")) <> ~s(")
+  @doc """
+  `name` as a quoted SQL identifier; UTF8 beyond ASCII as Unicode escapes (`U&"..."`),
+  which mean the same in any client encoding.
+  """
+  @spec quote_ident(binary()) :: String.t()
+  def quote_ident(name) do
+    if ascii?(name) or not String.valid?(name) do
+      ~s(") <> String.replace(name, ~s("), ~s("")) <> ~s(")
+    else
+      escaped =
+        for <<c::utf8 <- name>>, into: "" do
+          case c do
+            ?" -> ~s("")
+            ?\\ -> "\\\\"
+            c when c < 0x80 -> <<c>>
+            c -> "\\+" <> String.pad_leading(Integer.to_string(c, 16), 6, "0")
+          end
+        end
+
+      ~s(U&") <> escaped <> ~s(")
+    end
+  end
+
+  defp ascii?(text), do: not String.match?(text, ~r/[^\x00-\x7f]/)
 end

@@ -86,6 +86,13 @@ print("a in WIN1252 reads b's:", outcome(a, "SELECT v FROM enc_wall WHERE id = 2
 print("b meanwhile:", outcome(b, "SELECT string_agg(v, ',' ORDER BY id) FROM enc_wall"), b.info.encoding)
 a.execute("RESET client_encoding")
 print("a after RESET:", outcome(a, "SHOW client_encoding"), a.info.encoding)
+# a's session keeps text beyond ASCII while b's turns come between (the front end puts
+# a's settings back, and drops its TEMP table when it leaves, in any encoding).
+a.execute('SET search_path TO "schéma", public')
+a.execute('CREATE TEMP TABLE "tëmp" (v text)')
+a.execute('INSERT INTO "tëmp" VALUES (%s)', ["ü"])
+print("b between:", outcome(b, "SHOW search_path"))
+print("a's own again:", outcome(a, "SHOW search_path"), outcome(a, 'SELECT v FROM "tëmp"'))
 a.execute("BEGIN")
 a.execute("SET LOCAL client_encoding TO 'UTF8'")
 print("SET LOCAL in a transaction:", outcome(a, "SELECT v FROM enc_wall WHERE id = 2"), a.info.encoding)

@@ -7,6 +7,8 @@
 #
 #   test/drivers/psycopg_suite.sh PSYCOPG_CHECKOUT [PYTEST_ARGS...]
 #
+# PYTEST_ARGS that start with test ids (tests/...) run those tests instead of the whole
+# suite, e.g. the ids of one reason in the exclusions file.
 # PSYCOPG_CHECKOUT: github.com/psycopg/psycopg (tested at tag 3.3.4), not changed. A
 # virtualenv in a temporary directory gets psycopg (pure Python) and psycopg_pool from
 # the checkout and their test requirements from PyPI. KEEP=DIR keeps the logs.
@@ -29,7 +31,9 @@ run() { # name, dsn, then pytest's extra arguments
   local name=$1 dsn=$2 start
   shift 2
   start=$(date +%s)
-  (cd "$src" && PSYCOPG_IMPL=python "$work/venv/bin/pytest" tests -p no:randomly -o cache_dir="$work/pytest_cache" \
+  local what=tests
+  [[ "${1:-}" == tests/* ]] && what=
+  (cd "$src" && PSYCOPG_IMPL=python "$work/venv/bin/pytest" $what -p no:randomly -o cache_dir="$work/pytest_cache" \
     --timeout 30 -m "not mypy" -q -rfE --test-dsn "$dsn" "$@") >"$work/$name.log" 2>&1 || true
   echo "$name: $(tail -1 "$work/$name.log"), $(($(date +%s) - start)) s wall"
   { grep -E '^(FAILED|ERROR) tests/' "$work/$name.log" || true; } | sed -E 's/^(FAILED|ERROR) //; s/ - .*//' | sort -u >"$work/$name.failed"
