@@ -87,6 +87,7 @@ defmodule PgliteEx do
           optional(:deferrable) => boolean(),
           optional(:session) => boolean(),
           optional(:listen) => list(),
+          optional(:customs) => [String.t()],
           optional(:idle_timeout) => String.t() | nil,
           optional(:cancellable) => boolean(),
           optional(:ends_turn) => boolean(),

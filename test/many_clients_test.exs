@@ -46,6 +46,8 @@ defmodule Pglite.ManyClientsTest do
           "c search_path 'elsewhere'",
           "c application_name 'gamma'",
           "c reported TimeZone UTC",
+          "b custom unset",
+          "a custom acme 42",
           "a after RESET TimeZone UTC",
           ~s(a after RESET ALL 0 '"$user", public'),
           "c still 'elsewhere'"

@@ -498,7 +498,7 @@ defmodule PgliteEx.Arbiter do
 
       match?(%{^pid => %{dirty: true}}, state.clients) ->
         state = update_client(state, pid, &%{&1 | dirty: false})
-        next(%{state | holder: nil, chores: [{:capture, pid} | state.chores]})
+        next(%{state | holder: nil, chores: [{:capture, pid, custom_names(state.clients[pid])} | state.chores]})
 
       true ->
         next(%{state | holder: nil})
@@ -662,7 +662,7 @@ defmodule PgliteEx.Arbiter do
     end
   end
 
-  defp chore_done(state, {:capture, pid}, messages) do
+  defp chore_done(state, {:capture, pid, _custom_names}, messages) do
     found = SessionState.parse_capture(messages)
     owned = all_clients(state, :objects)
     others = all_clients(Map.update!(state, :clients, &Map.delete(&1, pid)), :channels)
@@ -785,6 +785,8 @@ defmodule PgliteEx.Arbiter do
       # What its StartupMessage asked for: RESET ALL puts it back (PgliteEx.SessionReset).
       startup: settings,
       dirty: false,
+      # Custom settings (`app.tenant`) it set: the capture asks for them by name.
+      customs: MapSet.new(),
       objects: MapSet.new(),
       channels: MapSet.new(),
       # Bytes handed to it and not yet written to its socket (PgliteEx.OutputFlow).
@@ -816,8 +818,14 @@ defmodule PgliteEx.Arbiter do
           value -> Map.put(client.settings, "idle_in_transaction_session_timeout", String.replace(value, " ", ""))
         end
 
-      %{client | statements: statements, settings: settings, dirty: client.dirty or Map.get(meta, :session, false)}
+      customs = MapSet.union(client.customs, MapSet.new(Map.get(meta, :customs, [])))
+      %{client | statements: statements, settings: settings, customs: customs, dirty: client.dirty or Map.get(meta, :session, false)}
     end)
+  end
+
+  # The custom settings a client set, or asked for at start-up (capture_sql/1 asks for them).
+  defp custom_names(client) do
+    client.settings |> Map.keys() |> Enum.filter(&String.contains?(&1, ".")) |> MapSet.new() |> MapSet.union(client.customs) |> Enum.sort()
   end
 
   # LISTEN and UNLISTEN count from when the request goes to the port, not from when it

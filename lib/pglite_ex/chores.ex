@@ -7,7 +7,7 @@ defmodule PgliteEx.Chores do
 
     * `{:apply, settings, pid}` - put a client's session settings in place
     * `{:register, from, pid}` - a new client's start-up settings, checked and reported
-    * `{:capture, pid}` - what a client's turn left in the session (`PgliteEx.SessionState`)
+    * `{:capture, pid, custom_names}` - what a client's turn left in the session (`PgliteEx.SessionState`)
     * `{:query, from, sql}` / `{:reply, from, messages}` - `Pglite.query/2` and its answer
     * `{:sql, sql}` - LISTEN/UNLISTEN and drops after a client left (nil: nothing)
     * `:rollback` - end a transaction nobody holds
@@ -30,7 +30,7 @@ defmodule PgliteEx.Chores do
   @spec payload(term(), byte(), (pid() -> map())) :: payload() | nil
   def payload({:apply, settings, _}, _status, _settings_of), do: query(SessionState.restore_sql(settings))
   def payload({:register, _from, pid}, _status, settings_of), do: query(SessionState.restore_sql(settings_of.(pid)))
-  def payload({:capture, _}, _status, _settings_of), do: query(SessionState.capture_sql())
+  def payload({:capture, _, custom_names}, _status, _settings_of), do: query(SessionState.capture_sql(custom_names))
   def payload({:query, _, sql}, _status, _settings_of), do: query(sql)
   def payload({:sql, nil}, _status, _settings_of), do: nil
   def payload({:sql, sql}, _status, _settings_of), do: query(sql)

@@ -32,6 +32,10 @@ defmodule PgliteEx.SessionState do
 
   @sql_names ~r/(?:^|;)\s*(declare|prepare)\s+("(?:[^"]|"")*"|[^\s;(]+)/i
 
+  # Custom settings (a dotted name, `app.tenant`): pg_settings does not list them.
+  @custom_set ~r/(?:^|;)\s*set\s+(?:session\s+)?([a-z_][\w$]*\.[a-z_][\w$.]*)\s*(?:=|to\b)/i
+  @custom_set_config ~r/set_config\s*\(\s*'([a-z_][\w$]*\.[a-z_][\w$.]*)'/i
+
   # Words without which @changes cannot match: the regex then runs only on the few
   # texts that have one (it ran on every query and cost ~5 us of each round trip).
   @change_words ~w(set discard prepare deallocate declare close listen load temp)
@@ -65,6 +69,18 @@ defmodule PgliteEx.SessionState do
         {"unlisten", "*"} -> :unlisten_all
         {verb, name} -> {String.to_atom(verb), identifier(name)}
       end
+    end
+  end
+
+  @doc """
+  The custom settings (dotted names such as `app.tenant`) that messages set for the
+  session with `SET` or `set_config`, lowercase. The backend keeps them, but
+  `pg_settings` does not list them, so `capture_sql/1` asks for each by name.
+  """
+  @spec custom_names([{byte(), binary(), binary()}]) :: [String.t()]
+  def custom_names(messages) do
+    for text <- sql_texts(messages), regex <- [@custom_set, @custom_set_config], [_, name] <- Regex.scan(regex, text), uniq: true do
+      String.downcase(name)
     end
   end
 
@@ -165,10 +181,11 @@ defmodule PgliteEx.SessionState do
   `drop_statements/1`) may run while another client's encoding is in place, so it is
   written in ASCII (`literal/1`, `quote_ident/1`).
   """
-  @spec capture_sql() :: String.t()
-  def capture_sql do
+  @spec capture_sql(Enumerable.t()) :: String.t()
+  def capture_sql(custom_names \\ []) do
     """
     SELECT 'setting', name, #{utf8_hex("setting")} FROM pg_catalog.pg_settings WHERE source = 'session'
+    #{Enum.map_join(custom_names, "\n", &custom_setting_sql/1)}
     UNION ALL SELECT 'setting', 'role', #{utf8_hex("pg_catalog.current_setting('role')")} WHERE pg_catalog.current_setting('role') <> 'none'
     UNION ALL SELECT 'rel', c.relkind::text, #{utf8_hex("c.relname::text")} FROM pg_catalog.pg_class c
       WHERE c.relnamespace = pg_catalog.pg_my_temp_schema() AND c.relkind IN ('r', 'p', 'v', 'S', 'f')
@@ -176,6 +193,12 @@ defmodule PgliteEx.SessionState do
     UNION ALL SELECT 'cursor', name, NULL FROM pg_catalog.pg_cursors WHERE is_holdable
     UNION ALL SELECT 'channel', c, NULL FROM pg_catalog.pg_listening_channels() c
     """
+  end
+
+  # A custom setting's value, unless it has none: RESET leaves it '' (not undefined).
+  defp custom_setting_sql(name) do
+    value = "pg_catalog.current_setting(#{literal(name)}, true)"
+    "UNION ALL SELECT 'setting', #{literal(name)}, #{utf8_hex(value)} WHERE #{value} <> ''"
   end
 
   defp utf8_hex(text), do: "pg_catalog.encode(pg_catalog.convert_to(#{text}, 'UTF8'), 'hex')"

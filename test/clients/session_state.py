@@ -1,5 +1,5 @@
-"""Each connection keeps its own session: SET, RESET, set_config(..., false) and the
-settings of its StartupMessage; ParameterStatus reaches only the connection concerned.
+"""Each connection keeps its own session: SET, RESET, set_config(..., false) (custom
+settings too) and the settings of its StartupMessage; ParameterStatus reaches only the connection concerned.
 Prints one line per check: name, what this connection saw."""
 import psycopg
 
@@ -23,6 +23,12 @@ for conn, who in [(a, "a"), (b, "b"), (c, "c")]:
         print(who, name, repr(show(conn, name)))
     print(who, "reported TimeZone", conn.info.parameter_status("TimeZone"))
     print(who, "reported application_name", conn.info.parameter_status("application_name"))
+
+# Custom settings (row-level security's app.tenant...) are a session's too.
+a.execute("SET app.tenant = 'acme'")
+a.execute("SELECT set_config('app.user_id', '42', false)")
+print("b custom", b.execute("SELECT coalesce(nullif(current_setting('app.tenant', true), ''), 'unset')").fetchone()[0])
+print("a custom", show(a, "app.tenant"), show(a, "app.user_id"))
 
 a.execute("RESET TimeZone")
 print("a after RESET TimeZone", show(a, "TimeZone"))

@@ -71,6 +71,7 @@ defmodule PgliteEx.Server.Request do
       session: session?,
       # LISTEN and UNLISTEN change the session: no need to look for them otherwise.
       listen: if(session?, do: SessionState.listen_ops(messages), else: []),
+      customs: if(session?, do: SessionState.custom_names(messages), else: []),
       idle_timeout: if(session?, do: SessionState.idle_timeout_set(messages)),
       cancellable: cancellable?(messages, batch),
       ends_turn: ends_turn?,
