@@ -100,7 +100,8 @@ defmodule Mix.Tasks.Compile.PglitePort do
       [Path.join(root, "Cargo.toml"), Path.join(root, "Cargo.lock"), Path.join(root, "native/backtrace/Cargo.toml")] ++
         Path.wildcard(Path.join(root, "native/src/**/*.rs")) ++
         Path.wildcard(Path.join(root, "native/backtrace/src/**/*.rs")) ++
-        Path.wildcard(Path.join(root, "native/tsearch_data/*.stop"))
+        Path.wildcard(Path.join(root, "native/tsearch_data/*.stop")) ++
+        Path.wildcard(Path.join(root, "native/encodings/*.so"))
 
     entries =
       for file <- Enum.sort(files), {:ok, stat} <- [File.stat(file, time: :posix)],
