@@ -27,8 +27,8 @@ defmodule PgliteEx do
 
   Work of the house runs between turns, never inside one:
 
-    * after a turn that may have changed the client's session, its settings, TEMP
-      relations, prepared statements, cursors and channels are captured
+    * after a turn that may have changed the client's session, its settings (custom
+      ones too), TEMP relations, prepared statements, cursors and channels are captured
       (`PgliteEx.SessionState`);
     * before a client's turn, its settings are put in place if the backend has others;
     * a client that went away has its COPY, extended sequence and transaction ended, its
@@ -55,7 +55,9 @@ defmodule PgliteEx do
 
   The backend LISTENs on the union of its clients' channels; a NotificationResponse goes
   to every client listening on its channel, whoever holds the backend, and carries the
-  notifying client's id as its pid.
+  notifying client's id as its pid. A listener in another client encoding than the
+  notifier's gets it converted into its own by the backend first, between turns
+  (`PgliteEx.Notifications`).
 
   ## Crashes
 

@@ -6,7 +6,7 @@ defmodule PgliteEx.SessionState do
   and its LISTEN channels.
 
   The backend holds one session at a time. After a turn in which a client may have
-  changed its session (`may_change?/1`), `PgliteEx` runs `capture_sql/0` and keeps the
+  changed its session (`may_change?/1`), `PgliteEx` runs `capture_sql/1` and keeps the
   answer as that client's state; before another client's turn, `restore_sql/1` puts that
   client's settings in place, but only when they differ from what the backend has. A
   client that goes away has its objects dropped with `drop_statements/1`.
@@ -203,7 +203,7 @@ defmodule PgliteEx.SessionState do
 
   defp utf8_hex(text), do: "pg_catalog.encode(pg_catalog.convert_to(#{text}, 'UTF8'), 'hex')"
 
-  @doc "Reads the DataRows of a `capture_sql/0` reply."
+  @doc "Reads the DataRows of a `capture_sql/1` reply."
   @spec parse_capture([{byte(), binary()}]) :: capture()
   def parse_capture(messages) do
     empty = %{settings: %{}, objects: MapSet.new(), channels: MapSet.new()}
