@@ -94,7 +94,7 @@ defmodule PgliteEx do
           optional(:cancellable) => boolean(),
           optional(:ends_turn) => boolean(),
           optional(:ends_transaction) => boolean(),
-          optional(:reset) => {PgliteEx.SessionReset.kind(), [String.t()], {iodata(), [byte()]}}
+          optional(:reset) => {PgliteEx.SessionReset.kind(), [String.t()], {iodata(), [byte()]}, [{byte(), binary(), binary()}]}
         }
 
   @typedoc "How `submit/3` ends for a payload that was not run."

@@ -51,17 +51,30 @@ defmodule PgliteEx.Server.RequestTest do
     {_, request} = Request.build(%Request{id: 7}, [query("PREPARE mine AS SELECT 1")])
     assert MapSet.member?(request.sql_names, {:statement, "mine"})
     {built, request} = Request.build(request, [query("deallocate  all ;")])
-    assert built.meta.reset == {:deallocate_all, ["mine"], {[], []}}
+    assert built.meta.reset == {:deallocate_all, ["mine"], {[], []}, []}
     assert request.sql_names == MapSet.new()
     {built, _} = Request.build(request, [query("DEALLOCATE ALL"), query("SELECT 1")])
     refute Map.has_key?(built.meta, :reset), "only alone in its Query"
+  end
+
+  test "DEALLOCATE ALL through the extended protocol is the client's own too, answered as the server answers each message" do
+    bind = fn params -> message(?B, ["", 0, "", 0, <<0::16, length(params)::16>>, Enum.map(params, &<<byte_size(&1)::32, &1::binary>>), <<0::16>>]) end
+    describe = message(?D, ["P", "", 0])
+    execute = message(?E, ["", 0, <<0::32>>])
+    {built, _} = Request.build(%Request{id: 7}, [parse("", "DEALLOCATE ALL"), bind.([]), describe, execute, sync()])
+    assert {:deallocate_all, [], {[], []}, front} = built.meta.reset
+    assert Enum.map(front, &elem(&1, 0)) == ~c"12n"
+    {built, _} = Request.build(%Request{id: 7}, [parse("", "DEALLOCATE ALL"), bind.(["1"]), execute, sync()])
+    refute Map.has_key?(built.meta, :reset), "a Bind with parameters fails on a server: sent as written"
+    {built, _} = Request.build(%Request{id: 7}, [parse("", "DEALLOCATE ALL"), bind.([]), execute, execute, sync()])
+    refute Map.has_key?(built.meta, :reset), "only one execution"
   end
 
   test "a DISCARD ALL behind deferred Parse messages keeps them ahead of its substitute" do
     {built, request} = Request.build(%Request{id: 7}, [parse("s1", "SELECT 1"), sync()])
     request = Request.answered(request, built, :deferred)
     {built, _} = Request.build(request, [query("DISCARD ALL")])
-    assert {:discard_all, [], {ahead, ~c"PS"}} = built.meta.reset
+    assert {:discard_all, [], {ahead, ~c"PS"}, []} = built.meta.reset
     assert tags(ahead) == ~c"PS"
     assert built.meta.kinds == ~c"PSQ" and built.skip == 1
   end

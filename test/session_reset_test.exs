@@ -4,7 +4,8 @@ defmodule Pglite.SessionResetTest do
   them, as on a server where each client has its own: another client's prepared
   statements (protocol and SQL), TEMP tables, holdable cursors, settings and LISTEN
   channels are untouched, and the sender gets the server's command tags and errors;
-  `RESET ALL` puts back what the client's StartupMessage asked for.
+  `RESET ALL` puts back what the client's StartupMessage asked for. In a simple Query
+  and through the extended protocol alike.
   psycopg, line by line against a PostgreSQL server.
   """
   use ExUnit.Case, async: true
@@ -23,5 +24,7 @@ defmodule Pglite.SessionResetTest do
     assert "DISCARD ALL in a transaction: 25001" in ours
     assert "RESET ALL: RESET 5MB ISO, DMY" in ours
     assert "RESET work_mem: RESET 5MB" in ours
+    assert "extended DEALLOCATE ALL 1 DEALLOCATE ALL" in ours
+    assert "b after a's extended ones: [1, 2, 0, '7MB']" in ours
   end
 end

@@ -549,7 +549,7 @@ defmodule PgliteEx.Arbiter do
 
   # DEALLOCATE ALL, DISCARD ALL and RESET act on this client's session only (PgliteEx.SessionReset).
   # What goes ahead of it (deferred Parse messages and their Sync) goes as it is.
-  defp write(%{holder: {:client, pid}} = state, payload, %{reset: {kind, sql_statements, {ahead, ahead_kinds}}} = meta) do
+  defp write(%{holder: {:client, pid}} = state, payload, %{reset: {kind, sql_statements, {ahead, ahead_kinds}, front}} = meta) do
     meta = Map.delete(meta, :reset)
     client = Map.get(state.clients, pid, %{statements: MapSet.new(), objects: MapSet.new(), startup: %{}})
 
@@ -561,7 +561,8 @@ defmodule PgliteEx.Arbiter do
         state = update_client(state, pid, &%{&1 | statements: MapSet.difference(&1.statements, MapSet.new(closed))})
         listen = if kind == :discard_all, do: [:unlisten_all], else: []
         state = write(state, [ahead, substitute], %{meta | kinds: ahead_kinds ++ kinds} |> Map.put(:listen, listen))
-        %{state | reset: state.reset ++ [%{pid: pid, ready: state.in_flight.ready_sent, tag: SessionReset.tag(kind), failed: false}]}
+        pending = %{pid: pid, ready: state.in_flight.ready_sent, tag: SessionReset.tag(kind), failed: false, front: front}
+        %{state | reset: state.reset ++ [pending]}
     end
   end
 

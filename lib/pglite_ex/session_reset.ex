@@ -9,13 +9,16 @@ defmodule PgliteEx.SessionReset do
   they are the client's `set_config`s, which RESET alone would drop (JDBC's
   `extra_float_digits`, `DateStyle`).
 
-  The connection marks a simple Query that is just one of them (`kind/1`). When its
+  The connection marks a simple Query that is just one of them, or an extended one
+  (Parse, Bind, Describe, one Execute, Sync: what libpq's `PQexecParams` and psycopg's
+  pipeline mode send) (`kind/1`). When its
   turn writes it, `PgliteEx.Arbiter` sends in its place (`substitute/4`) Close
   messages for the client's own prepared statements (for `DISCARD ALL` its holdable
   cursors too) and a Query that does the rest for this client alone; the replies to
   them reach the client as the server answers the statement (`reply/2`): the same
   command tag (psycopg clears its statement cache on it), errors as they come, and
-  ReadyForQuery.
+  ReadyForQuery; for the extended form, ParseComplete, BindComplete and NoData before
+  them (`front/1`).
 
   Left as written, and so failing as on a server: `DISCARD ALL` inside a transaction
   block (`25001`), any of them in a failed transaction (`25P02`).
@@ -28,8 +31,12 @@ defmodule PgliteEx.SessionReset do
   @typedoc "Which statement."
   @type kind :: :deallocate_all | :discard_all | :reset_all | {:reset, String.t()}
 
-  @typedoc "A substitute's replies still to come: whose, the number of its ReadyForQuery among the turn's, its tag, and whether it failed."
-  @type pending :: %{pid: pid(), ready: non_neg_integer(), tag: String.t(), failed: boolean()}
+  @typedoc """
+  A substitute's replies still to come: whose, the number of its ReadyForQuery among
+  the turn's, its tag, whether it failed, and the replies owed to the extended form's
+  messages before the first one shown.
+  """
+  @type pending :: %{pid: pid(), ready: non_neg_integer(), tag: String.t(), failed: boolean(), front: [{byte(), binary(), binary()}]}
 
   @longest 80
   # The Query's text with its terminating NUL.
@@ -57,7 +64,56 @@ defmodule PgliteEx.SessionReset do
     end
   end
 
+  # The extended form: Parse of the statement, then Bind (no parameters), Describe and
+  # one Execute, then Sync.
+  def kind([{?P, body, _} | rest]) when byte_size(body) <= @longest do
+    with {_name, after_name} <- Wire.cstring(body),
+         {sql, _types} <- Wire.cstring(after_name),
+         true <- one_execution?(rest) do
+      kind([{?Q, sql <> <<0>>, nil}])
+    else
+      _ -> nil
+    end
+  end
+
   def kind(_messages), do: nil
+
+  defp one_execution?(messages) do
+    {body, last} = Enum.split(messages, -1)
+
+    match?([{?S, _, _}], last) and Enum.count(body, &match?({?E, _, _}, &1)) == 1 and
+      Enum.all?(body, fn
+        {?B, bind, _} -> no_parameters?(bind)
+        {tag, _, _} -> tag in ~c"DE"
+      end)
+  end
+
+  defp no_parameters?(bind) do
+    with {_portal, rest} <- Wire.cstring(bind),
+         {_statement, <<formats::16, _::binary-size(formats * 2), 0::16, _::binary>>} <- Wire.cstring(rest) do
+      true
+    else
+      _ -> false
+    end
+  end
+
+  @doc """
+  What a server answers the extended form's Parse, Bind and Describe with (ParseComplete,
+  BindComplete, ParameterDescription and NoData: the statements take no parameters and
+  return no rows); nothing for a simple Query.
+  """
+  @spec front([{byte(), binary(), binary()}]) :: [{byte(), binary(), binary()}]
+  def front(messages) do
+    Enum.flat_map(messages, fn
+      {?P, _, _} -> [reply_message(?1, "")]
+      {?B, _, _} -> [reply_message(?2, "")]
+      {?D, <<?S, _::binary>>, _} -> [reply_message(?t, <<0::16>>), reply_message(?n, "")]
+      {?D, _, _} -> [reply_message(?n, "")]
+      _ -> []
+    end)
+  end
+
+  defp reply_message(tag, body), do: {tag, body, IO.iodata_to_binary(Wire.message(tag, body))}
 
   @doc """
   What to send instead, for a client with `statements` (its protocol statements, by
@@ -130,14 +186,14 @@ defmodule PgliteEx.SessionReset do
   the front end's business.
   """
   @spec reply({byte(), binary(), binary()}, pending()) :: {[{byte(), binary(), iodata()}], pending() | nil}
-  def reply({?Z, _, _} = ready, %{failed: true}), do: {[ready], nil}
+  def reply({?Z, _, _} = ready, %{failed: true} = pending), do: {pending.front ++ [ready], nil}
 
   def reply({?Z, _, _} = ready, pending) do
     body = [pending.tag, 0]
-    {[{?C, IO.iodata_to_binary(body), IO.iodata_to_binary(Wire.message(?C, body))}, ready], nil}
+    {pending.front ++ [{?C, IO.iodata_to_binary(body), IO.iodata_to_binary(Wire.message(?C, body))}, ready], nil}
   end
 
-  def reply({?E, _, _} = error, pending), do: {[error], %{pending | failed: true}}
-  def reply({?S, _, _} = status, pending), do: {[status], pending}
+  def reply({?E, _, _} = error, pending), do: {pending.front ++ [error], %{pending | failed: true, front: []}}
+  def reply({?S, _, _} = status, pending), do: {pending.front ++ [status], %{pending | front: []}}
   def reply(_other, pending), do: {[], pending}
 end

@@ -1,7 +1,8 @@
 """Deterministic fuzzing of the wire protocol beside a canary: several clients send
 mutated sequences of valid frontend messages (dropped, repeated, swapped, cut, bytes
-flipped, types and lengths changed, random bytes, split writes, sudden disconnects),
-while a canary client commits a row every so often and checks every answer.
+flipped, types and lengths changed, random bytes, split writes, sudden disconnects;
+other client encodings among them), while a canary client commits a row every so
+often and checks every answer, and that it reads text in its own encoding and session.
 
     fuzz_clients.py SEED SECONDS [CLIENTS]
 
@@ -56,6 +57,11 @@ CORPUS = [
     [message(b"Q", cstr("SET statement_timeout = 50; SELECT pg_sleep(1)"))],
     [message(b"Q", cstr("LISTEN fuzz; NOTIFY fuzz, 'x'; UNLISTEN fuzz"))],
     [message(b"Q", cstr("SELECT repeat('[', 100000)::jsonb"))],
+    # Other client encodings: invalid bytes, notifications and settings beyond ASCII.
+    [message(b"Q", cstr("SET client_encoding TO 'SJIS'")), message(b"Q", b"SELECT '\x81'\0")],
+    [message(b"Q", cstr("SET client_encoding TO 'LATIN1'; LISTEN fuzz")), message(b"Q", b"NOTIFY fuzz, 'caf\xe9'\0")],
+    [message(b"Q", cstr("SET client_encoding TO 'EUC_JP'")), message(b"Q", b"SET search_path TO \"\xc6\xfc\", public\0"),
+     message(b"Q", cstr("SELECT convert('\\xff'::bytea, 'UTF8', 'LATIN1')"))],
     [message(b"Q", cstr("BEGIN")), message(b"Q", cstr("SAVEPOINT a")), parse("INSERT INTO nowhere VALUES (1)"), bind(), execute(),
      message(b"Q", cstr("ROLLBACK TO SAVEPOINT a")), SYNC, message(b"Q", cstr("COMMIT"))],
 ]
@@ -139,6 +145,10 @@ while time.monotonic() < stop_at:
     try:
         canary.execute("INSERT INTO fuzz_canary VALUES (%s)", [committed + 1])
         committed += 1
+        # Another client's encoding or settings must never show here.
+        text = canary.execute("SELECT %s::text || current_setting('search_path')", ["é€"]).fetchone()[0]
+        if text != 'é€"$user", public':
+            failures.append(f"read {text!r}")
     except psycopg.Error as e:
         failures.append(f"{type(e).__name__}: {e}".strip())
         canary = psycopg.connect(autocommit=True)

@@ -67,6 +67,22 @@ print("RESET work_mem:", c.execute("RESET work_mem").statusmessage, outcome(c, "
 c.execute("SET work_mem = '9MB'")
 print("DISCARD ALL:", c.execute("DISCARD ALL").statusmessage, outcome(c, "SHOW work_mem"), c.info.parameter_status("DateStyle"))
 print("b's work_mem meanwhile:", outcome(b, "SHOW work_mem"))
+
+# The same statements through the extended protocol (libpq's PQexecParams; psycopg's
+# pipeline mode sends its DEALLOCATE ALL so).
+a.execute("SELECT %s::int + 1", [1], prepare=True)
+for sql in (b"DEALLOCATE ALL", b"DISCARD ALL", b"RESET ALL"):
+    res = a.pgconn.exec_params(sql, None)
+    print("extended", sql.decode(), res.status, res.command_status.decode())
+print("a's after extended DEALLOCATE ALL:", outcome(a, "SELECT %s::int + 1", [1], prepare=True))
+res = c.pgconn.exec_params(b"RESET ALL", None)
+print("extended RESET ALL:", res.command_status.decode(), outcome(c, "SHOW work_mem"))
+print("b after a's extended ones:", [
+    outcome(b, "EXECUTE b_sql"),
+    outcome(b, "SELECT %s::int + 1", [1], prepare=True),
+    outcome(b, "SELECT count(*) FROM b_temp"),
+    outcome(b, "SHOW work_mem"),
+])
 c.close()
 a.close()
 b.close()

@@ -78,7 +78,7 @@ defmodule PgliteEx.Server.Request do
       ends_transaction: ends_turn? and TurnEnd.ends_transaction?(messages)
     }
 
-    {meta, request} = session_reset(SessionReset.kind(messages), meta, %{request | risky: TurnEnd.track(messages, request.risky)})
+    {meta, request} = session_reset(SessionReset.kind(messages), messages, meta, %{request | risky: TurnEnd.track(messages, request.risky)})
     built = %{payload: batch.payload, meta: meta, skip: 0, terminate: terminate?, empty: messages == []}
     {with_deferred(built, request), request}
   end
@@ -96,15 +96,16 @@ defmodule PgliteEx.Server.Request do
 
   # DEALLOCATE ALL and DISCARD ALL reach this client's statements (and cursors) only,
   # its SQL-level ones among them (PgliteEx.SessionReset); they are gone after it.
-  defp session_reset(nil, meta, request), do: {meta, request}
+  defp session_reset(nil, _messages, meta, request), do: {meta, request}
 
-  defp session_reset(kind, meta, request) when kind == :reset_all or elem(kind, 0) == :reset,
-    do: {Map.put(meta, :reset, {kind, [], {[], []}}), request}
+  defp session_reset(kind, messages, meta, request) when kind == :reset_all or elem(kind, 0) == :reset,
+    do: {Map.put(meta, :reset, {kind, [], {[], []}, SessionReset.front(messages)}), request}
 
-  defp session_reset(kind, meta, request) do
+  defp session_reset(kind, messages, meta, request) do
     statements = for {:statement, name} <- request.sql_names, do: name
     gone? = fn {what, _} -> what == :statement or kind == :discard_all end
-    {Map.put(meta, :reset, {kind, statements, {[], []}}), %{request | sql_names: MapSet.reject(request.sql_names, gone?)}}
+    reset = {kind, statements, {[], []}, SessionReset.front(messages)}
+    {Map.put(meta, :reset, reset), %{request | sql_names: MapSet.reject(request.sql_names, gone?)}}
   end
 
   # A payload still waiting for its turn can be answered for the backend, as if it had
