@@ -40,13 +40,14 @@ defmodule Pglite.SharingTest do
     end
   end
 
-  test "a client that vanishes in any state (pipeline error, failed transaction, COPY either way, asleep) frees the backend at once",
+  test "a client that vanishes in any state (pipeline error, failed transaction, COPY either way, asleep, settings changed) frees the backend at once and leaves nothing of its session",
        %{pg: pg} do
     {out, 0} = python(pg, "vanished_holders")
 
     for case <- ~w(pipeline_error_without_sync parse_error_and_flush failed_transaction failed_in_a_savepoint
-                   copy_out_mid_stream copy_in_inside_a_transaction asleep_inside_a_transaction) do
-      assert out =~ "#{case}: served, rows kept 0, waited <1s", out
+                   copy_out_mid_stream copy_in_inside_a_transaction asleep_inside_a_transaction settings_changed_without_sync
+                   settings_changed_then_asleep) do
+      assert out =~ ~s(#{case}: served, rows kept 0, waited <1s, settings UTF8 "$user", public), out
     end
   end
 

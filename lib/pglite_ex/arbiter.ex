@@ -1089,7 +1089,9 @@ defmodule PgliteEx.Arbiter do
     {state, barrier} = barrier(state)
     chores = [barrier | cleanup_chores(state, client)]
     # Replies still owed to the vanished client arrive before the barrier's and are dropped.
-    next(%{state | holder: nil, reset: [], chores: chores ++ state.chores, in_flight: InFlight.new(), open: false, closing: false})
+    # Whatever its turn set (a client_encoding, a search_path) was never captured: the
+    # next client's settings are put back whatever they are.
+    next(%{state | holder: nil, reset: [], chores: chores ++ state.chores, in_flight: InFlight.new(), open: false, closing: false, applied: :unknown})
   end
 
   defp cleanup_chores(state, client) do
