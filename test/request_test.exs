@@ -68,6 +68,8 @@ defmodule PgliteEx.Server.RequestTest do
     refute Map.has_key?(built.meta, :reset), "a Bind with parameters fails on a server: sent as written"
     {built, _} = Request.build(%Request{id: 7}, [parse("", "DEALLOCATE ALL"), bind.([]), execute, execute, sync()])
     refute Map.has_key?(built.meta, :reset), "only one execution"
+    {built, _} = Request.build(%Request{id: 7}, [parse("s1", "RESET ALL"), bind.([]), execute, sync()])
+    refute Map.has_key?(built.meta, :reset), "a named statement outlives RESET ALL: sent as written"
   end
 
   test "a DISCARD ALL behind deferred Parse messages keeps them ahead of its substitute" do

@@ -64,11 +64,10 @@ defmodule PgliteEx.SessionReset do
     end
   end
 
-  # The extended form: Parse of the statement, then Bind (no parameters), Describe and
-  # one Execute, then Sync.
-  def kind([{?P, body, _} | rest]) when byte_size(body) <= @longest do
-    with {_name, after_name} <- Wire.cstring(body),
-         {sql, _types} <- Wire.cstring(after_name),
+  # The extended form: Parse of the statement as the unnamed one (a named one would
+  # outlive a RESET here), then Bind (no parameters), Describe and one Execute, then Sync.
+  def kind([{?P, <<0, after_name::binary>>, _} | rest]) when byte_size(after_name) < @longest do
+    with {sql, _types} <- Wire.cstring(after_name),
          true <- one_execution?(rest) do
       kind([{?Q, sql <> <<0>>, nil}])
     else
