@@ -467,7 +467,9 @@ defmodule PgliteEx.Arbiter do
 
     if Enum.any?(notifications, fn {body, from} -> Notifications.convert?(body, from, to) end) or
          Enum.any?(state.chores, &match?({:notify, ^pid, _, _, _}, &1)) do
-      %{state | chores: state.chores ++ [{:notify, pid, notifier, to, notifications}]}
+      # At most 8 MB of query per chore (500 payloads of at most 8000 bytes, in hex).
+      chores = for chunk <- Enum.chunk_every(notifications, 500), do: {:notify, pid, notifier, to, chunk}
+      %{state | chores: state.chores ++ chores}
     else
       send_notifications(state, pid, notifier, Enum.map(notifications, &elem(&1, 0)))
     end
