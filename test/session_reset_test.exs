@@ -26,5 +26,6 @@ defmodule Pglite.SessionResetTest do
     assert "RESET work_mem: RESET 5MB" in ours
     assert "extended DEALLOCATE ALL 1 DEALLOCATE ALL" in ours
     assert "b after a's extended ones: [1, 2, 0, '7MB']" in ours
+    assert "after RESET ALL among others: 5MB ISO, DMY" in ours
   end
 end

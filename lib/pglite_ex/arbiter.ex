@@ -677,7 +677,8 @@ defmodule PgliteEx.Arbiter do
       end)
       |> update_client(pid, fn c ->
         new = MapSet.difference(found.objects, owned)
-        %{c | settings: found.settings, objects: MapSet.union(c.objects, new), channels: channels_after_turn(c, found, others)}
+        settings = startup_back(found.settings, c.startup)
+        %{c | settings: settings, objects: MapSet.union(c.objects, new), channels: channels_after_turn(c, found, others)}
       end)
 
     # Keep the backend listening on exactly what its clients listen on.
@@ -689,6 +690,16 @@ defmodule PgliteEx.Arbiter do
     ]
 
     %{state | applied: found.settings, chores: chores ++ state.chores}
+  end
+
+  # A start-up setting the turn RESET (in a Query with other statements, so not by
+  # PgliteEx.SessionReset) is back at its start-up value on a server: it is put back
+  # before the client's next turn.
+  defp startup_back(settings, startup) do
+    present = MapSet.new(Map.keys(settings), &String.downcase/1)
+    Enum.reduce(startup, settings, fn {key, value}, acc ->
+      if MapSet.member?(present, String.downcase(key)), do: acc, else: Map.put(acc, key, value)
+    end)
   end
 
   # A one-shot query must not leave its transaction, nor its settings, to the next client.

@@ -67,6 +67,12 @@ print("RESET work_mem:", c.execute("RESET work_mem").statusmessage, outcome(c, "
 c.execute("SET work_mem = '9MB'")
 print("DISCARD ALL:", c.execute("DISCARD ALL").statusmessage, outcome(c, "SHOW work_mem"), c.info.parameter_status("DateStyle"))
 print("b's work_mem meanwhile:", outcome(b, "SHOW work_mem"))
+# RESET ALL among other statements of one Query.
+c.execute("SET work_mem = '9MB'")
+c.pgconn.send_query(b"SELECT 1; RESET ALL; SELECT 2")
+while c.pgconn.get_result() is not None:
+    pass
+print("after RESET ALL among others:", outcome(c, "SHOW work_mem"), outcome(c, "SHOW DateStyle"))
 
 # The same statements through the extended protocol (libpq's PQexecParams; psycopg's
 # pipeline mode sends its DEALLOCATE ALL so).
