@@ -25,5 +25,7 @@ listener in its own. psycopg, line by line against a
     assert ~s(a's own again: "schéma", public ü) in ours
     assert "b's notification from a in LATIN1: ['café']" in ours
     assert "a's from b in UTF8: ['déjà vu']" in ours
+    assert "c gets one it cannot read: OperationalError closed True" in ours
+    assert "b and a go on: 1 2" in ours
   end
 end

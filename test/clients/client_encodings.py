@@ -107,3 +107,14 @@ a.execute("LISTEN enc_channel")
 b.execute("NOTIFY enc_channel, 'déjà vu'")
 print("a's from b in UTF8:", [n.payload for n in a.notifies(timeout=5, stop_after=1)])
 b.execute("DROP TABLE enc_wall")
+
+# One it cannot hold in its encoding ends the listener's connection (the server's
+# FATAL), and nobody else's.
+c = psycopg.connect(autocommit=True, client_encoding="LATIN1")
+c.execute("LISTEN enc_fatal")
+b.execute("NOTIFY enc_fatal, 'Жук'")
+try:
+    print("c gets one it cannot read:", [n.payload for n in c.notifies(timeout=5, stop_after=1)])
+except psycopg.Error as e:
+    print("c gets one it cannot read:", type(e).__name__, "closed", c.closed)
+print("b and a go on:", outcome(b, "SELECT 1"), outcome(a, "SELECT 2"))
