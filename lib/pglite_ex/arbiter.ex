@@ -692,16 +692,6 @@ defmodule PgliteEx.Arbiter do
     %{state | applied: found.settings, chores: chores ++ state.chores}
   end
 
-  # A start-up setting the turn RESET (in a Query with other statements, so not by
-  # PgliteEx.SessionReset) is back at its start-up value on a server: it is put back
-  # before the client's next turn.
-  defp startup_back(settings, startup) do
-    present = MapSet.new(Map.keys(settings), &String.downcase/1)
-    Enum.reduce(startup, settings, fn {key, value}, acc ->
-      if MapSet.member?(present, String.downcase(key)), do: acc, else: Map.put(acc, key, value)
-    end)
-  end
-
   # A one-shot query must not leave its transaction, nor its settings, to the next client.
   defp chore_done(state, {:query, from, sql}, messages) do
     state = if SessionState.may_change_sql?(sql), do: %{state | applied: :unknown}, else: state
@@ -756,6 +746,16 @@ defmodule PgliteEx.Arbiter do
   end
 
   defp chore_done(state, _chore, _messages), do: state
+
+  # A start-up setting the turn RESET (in a Query with other statements, so not by
+  # PgliteEx.SessionReset) is back at its start-up value on a server: it is put back
+  # before the client's next turn.
+  defp startup_back(settings, startup) do
+    present = MapSet.new(Map.keys(settings), &String.downcase/1)
+    Enum.reduce(startup, settings, fn {key, value}, acc ->
+      if MapSet.member?(present, String.downcase(key)), do: acc, else: Map.put(acc, key, value)
+    end)
+  end
 
   # The backend is free and no client of its database is left: serve a waiting one's.
   defp maybe_switch(state) do

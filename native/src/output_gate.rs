@@ -35,6 +35,11 @@ impl OutputGate {
         self.resume();
     }
 
+    /// Whether output is held now.
+    pub fn paused(&self) -> bool {
+        self.lock().paused
+    }
+
     /// Returns once output may flow.
     pub fn wait_open(&self) {
         let mut gate = self.lock();

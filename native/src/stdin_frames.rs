@@ -69,6 +69,9 @@ pub struct StdinFrames {
     wake: (OwnedFd, OwnedFd),
     clock: StatementClock,
     idle_work: Mutex<Option<IdleWork>>,
+    /// While it holds the backend's reply, the ResumeOutput that opens it is read by the
+    /// watcher: the backend's thread, blocked writing that reply, cannot read it.
+    gate: OutputGate,
 }
 
 /// One step of work for the backend's thread while it waits for input; returns whether
@@ -109,7 +112,14 @@ impl StdinFrames {
             waiter: SpinThenSleep::new(spin),
             gate: gate.clone(),
         };
-        let frames = Arc::new(Self { reader: Mutex::new(reader), queue: Mutex::default(), wake, clock, idle_work: Mutex::default() });
+        let frames = Arc::new(Self {
+            reader: Mutex::new(reader),
+            queue: Mutex::default(),
+            wake,
+            clock,
+            idle_work: Mutex::default(),
+            gate: gate.clone(),
+        });
 
         let watcher = frames.clone();
         std::thread::Builder::new()
@@ -191,12 +201,13 @@ impl StdinFrames {
         lock(&self.queue).pop_front()
     }
 
-    /// Reads stdin only while a statement runs and the backend is not reading it, and
-    /// keeps the statement's time.
+    /// Reads stdin only while a statement runs or output is held (the backend's thread
+    /// may be blocked writing a reply then, even between statements) and the backend is
+    /// not reading it, and keeps the statement's time.
     fn watch(&self) {
         loop {
             let next_check = self.clock.check_timeout();
-            if !self.clock.busy() {
+            if !self.clock.busy() && !self.gate.paused() {
                 std::thread::sleep(next_check);
                 continue;
             }
@@ -217,7 +228,7 @@ impl StdinFrames {
             if reader.ended {
                 return;
             }
-            if !self.clock.busy() || !matches!(wait_readable(&[0], 0), Ok(Some(_))) {
+            if !(self.clock.busy() || self.gate.paused()) || !matches!(wait_readable(&[0], 0), Ok(Some(_))) {
                 continue;
             }
             let items = reader.read_one(&self.clock);
