@@ -500,7 +500,7 @@ defmodule PgliteEx.Arbiter do
 
       match?(%{^pid => %{dirty: true}}, state.clients) ->
         state = update_client(state, pid, &%{&1 | dirty: false})
-        next(%{state | holder: nil, chores: [{:capture, pid, custom_names(state.clients[pid])} | state.chores]})
+        next(%{state | holder: nil, chores: [{:capture, pid, Enum.sort(state.clients[pid].customs)} | state.chores]})
 
       true ->
         next(%{state | holder: nil})
@@ -799,8 +799,9 @@ defmodule PgliteEx.Arbiter do
       # What its StartupMessage asked for: RESET ALL puts it back (PgliteEx.SessionReset).
       startup: settings,
       dirty: false,
-      # Custom settings (`app.tenant`) it set: the capture asks for them by name.
-      customs: MapSet.new(),
+      # Custom settings (`app.tenant`) it asked for at start-up or set since: the
+      # capture asks for them by name.
+      customs: settings |> Map.keys() |> Enum.filter(&String.contains?(&1, ".")) |> MapSet.new(),
       objects: MapSet.new(),
       channels: MapSet.new(),
       # Bytes handed to it and not yet written to its socket (PgliteEx.OutputFlow).
@@ -835,11 +836,6 @@ defmodule PgliteEx.Arbiter do
       customs = MapSet.union(client.customs, MapSet.new(Map.get(meta, :customs, [])))
       %{client | statements: statements, settings: settings, customs: customs, dirty: client.dirty or Map.get(meta, :session, false)}
     end)
-  end
-
-  # The custom settings a client set, or asked for at start-up (capture_sql/1 asks for them).
-  defp custom_names(client) do
-    client.settings |> Map.keys() |> Enum.filter(&String.contains?(&1, ".")) |> MapSet.new() |> MapSet.union(client.customs) |> Enum.sort()
   end
 
   # LISTEN and UNLISTEN count from when the request goes to the port, not from when it

@@ -7,7 +7,7 @@ defmodule PgliteEx.Notifications do
   notification into its own client's encoding, so a listener in another encoding must
   not get those bytes: its notifications are converted by the backend first, with a
   query that takes and gives hexadecimal text and so means the same in any encoding
-  (`convert_sql/3`). A character the listener's encoding lacks ends its connection,
+  (`convert_sql/2`). A character the listener's encoding lacks ends its connection,
   as on a server. Pure: `PgliteEx.Arbiter` tracks the encodings and runs the query.
   """
 
@@ -51,14 +51,10 @@ defmodule PgliteEx.Notifications do
   offers a client has ASCII as its first half).
   """
   @spec convert?(body(), String.t(), String.t()) :: boolean()
-  def convert?(body, from, to), do: canonical(from) != canonical(to) and not ascii?(body)
+  def convert?(body, from, to), do: canonical(from) != canonical(to) and not SessionState.ascii?(body)
 
   # PostgreSQL compares encoding names ignoring case and non-alphanumerics.
   defp canonical(name), do: name |> String.upcase() |> String.replace(~r/[^A-Z0-9]/, "")
-
-  defp ascii?(<<>>), do: true
-  defp ascii?(<<byte, rest::binary>>) when byte < 0x80, do: ascii?(rest)
-  defp ascii?(_), do: false
 
   @doc """
   One query converting each notification's channel and payload from the encoding it

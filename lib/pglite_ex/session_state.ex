@@ -318,5 +318,9 @@ defmodule PgliteEx.SessionState do
     end
   end
 
-  defp ascii?(text), do: not String.match?(text, ~r/[^\x00-\x7f]/)
+  @doc "Whether `text` is ASCII only: it then reads the same in every client encoding PostgreSQL offers."
+  @spec ascii?(binary()) :: boolean()
+  def ascii?(<<byte, rest::binary>>) when byte < 0x80, do: ascii?(rest)
+  def ascii?(<<>>), do: true
+  def ascii?(_), do: false
 end
