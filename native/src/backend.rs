@@ -12,6 +12,7 @@ use wasmer_wasix::runtime::PluggableRuntime;
 use wasmer_wasix::{WasiEnvBuilder, WasiError, WasiFunctionEnv};
 
 use crate::guest_fs::PGDATA;
+use crate::guest_heap::HeapTrim;
 use crate::guest_sleep::{SleepWaker, WakeableTasks};
 use crate::side_modules::SideModules;
 use crate::guest_symbols::{peek, poke, DataSymbols};
@@ -266,6 +267,20 @@ impl Backend {
         // life (static style) and which Wasmer maps private and anonymous; the caller
         // steps the sweep only while nothing touches it.
         Ok(unsafe { ZeroPageSweep::new(std::slice::from_raw_parts(view.data_ptr(), view.data_size() as usize)) })
+    }
+
+    /// The guest heap's free pages, handed back to the OS a step at a time
+    /// ([`HeapTrim`]); `state_offset` is where the module's malloc keeps its state
+    /// ([`crate::guest_heap::allocator_state_offset`]).
+    ///
+    /// # Safety
+    /// Step the trim only while the guest does not run (it waits for input), and not
+    /// after the backend is gone.
+    pub unsafe fn heap_trim(&mut self, state_offset: u32) -> Result<HeapTrim> {
+        let view = self.env.data(&self.store).try_memory_view(&self.store).context("guest memory")?;
+        let state = DataSymbols::new(&self.module)?.memory_base().checked_add(state_offset).context("malloc state address")?;
+        // SAFETY: the guest's memory, made by our tunables; the caller's promise is passed on.
+        Ok(unsafe { HeapTrim::new(view.data_ptr(), state) })
     }
 
     pub fn log_tail(&self) -> String {

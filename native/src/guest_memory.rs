@@ -10,6 +10,8 @@
 //! grows (the dynamic linker's, a query's) fault lazily as usual, since they may never
 //! all be touched. Populating changes no byte of the memory, only when its pages are
 //! mapped, so the two threads need no other agreement.
+//!
+//! It also keeps where each live memory's current length is ([`current_length`]).
 
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -128,6 +130,20 @@ impl Tunables for PopulatingTunables {
     }
 }
 
+/// The live memories these tunables made, as (base, definition) addresses: work that
+/// runs while the store is in use (the backend's idle work) learns a memory's current
+/// length from its definition.
+static LIVE: Mutex<Vec<(usize, usize)>> = Mutex::new(Vec::new());
+
+/// The current length of the live memory whose bytes start at `base`; None once it is gone.
+pub fn current_length(base: *const u8) -> Option<usize> {
+    let live = LIVE.lock().unwrap_or_else(|e| e.into_inner());
+    let &(_, definition) = live.iter().find(|(b, _)| *b == base as usize)?;
+    // SAFETY: the definition of a memory still alive (it leaves LIVE when dropped),
+    // kept up to date by the memory itself.
+    Some(unsafe { (*(definition as *const VMMemoryDefinition)).current_length })
+}
+
 /// A memory that, inside `populating`, hands each large grow to a helper that populates it.
 #[derive(Debug)]
 struct Populating(VMMemory);
@@ -135,6 +151,10 @@ struct Populating(VMMemory);
 impl Populating {
     // What the memory starts with is left to fault: instantiation writes only part of it.
     fn wrap(memory: VMMemory) -> VMMemory {
+        let definition = memory.vmmemory();
+        // SAFETY: the definition of the memory just made.
+        let base = unsafe { definition.as_ref().base } as usize;
+        LIVE.lock().unwrap_or_else(|e| e.into_inner()).push((base, definition.as_ptr() as usize));
         VMMemory(Box::new(Populating(memory)))
     }
 
@@ -161,6 +181,13 @@ impl Populating {
             Ok(helper) => HELPERS.lock().unwrap_or_else(|e| e.into_inner()).push(helper),
             Err(e) => log::debug!("no helper to populate guest memory: {e}"),
         }
+    }
+}
+
+impl Drop for Populating {
+    fn drop(&mut self) {
+        let definition = self.0.vmmemory().as_ptr() as usize;
+        LIVE.lock().unwrap_or_else(|e| e.into_inner()).retain(|&(_, d)| d != definition);
     }
 }
 

@@ -19,6 +19,11 @@ impl DataSymbols {
         Ok(Self { memory_base: memory_base(module)? })
     }
 
+    /// Where the module's data starts in the linear memory.
+    pub fn memory_base(&self) -> u32 {
+        self.memory_base
+    }
+
     /// The address of exported data symbol `name`.
     pub fn address(&self, store: &mut Store, instance: &Instance, name: &str) -> Result<u32> {
         let global = instance.exports.get_global(name).with_context(|| format!("the module does not export {name}"))?;

@@ -9,6 +9,7 @@ pub mod export_trim;
 pub mod frame;
 pub mod frontend_guard;
 pub mod guest_fs;
+pub mod guest_heap;
 pub mod guest_memory;
 pub mod guest_sleep;
 pub mod guest_symbols;

@@ -13,11 +13,11 @@ use pglite_port::data_dir::{DataDir, DataDirInUse, Template};
 use pglite_port::guest_sleep::SleepWaker;
 use pglite_port::interrupts::StatementClock;
 use pglite_port::module_cache::{self, ModuleCache};
-use pglite_port::stdin_frames::StdinFrames;
+use pglite_port::stdin_frames::{Idle, StdinFrames};
 use pglite_port::output_gate::OutputGate;
 use pglite_port::stdin_frames::EndReason;
 use pglite_port::stdio_bridge::{Source, StdoutFrames};
-use pglite_port::{assets, export_trim, guest_fs, memory_pages, pg_dump, precompile, session, side_modules, sql_cli};
+use pglite_port::{assets, export_trim, guest_fs, guest_heap, memory_pages, pg_dump, precompile, session, side_modules, sql_cli};
 
 fn main() -> ExitCode {
     let config = Config::parse();
@@ -105,6 +105,14 @@ fn run(config: &Config) -> Result<u8> {
             (!precompile).then(|| DataDir::open(&location, &template, memory_dir.as_deref(), &handle)).transpose()
         })?
     };
+    // Where the guest's malloc keeps its state, read from the module's code meanwhile.
+    let heap_state = {
+        let path = config.wasm_path.clone().unwrap_or_else(|| runtime.module_path());
+        in_background("heap state", move || {
+            let wasm = std::fs::read(&path).with_context(|| format!("read {}", path.display()))?;
+            guest_heap::allocator_state_offset(&wasm)
+        })?
+    };
     let loaded = load_modules(config, &rt, &modules, &runtime);
     let data = data();
     let (module, module_sha256, side) = loaded?;
@@ -151,14 +159,20 @@ fn run(config: &Config) -> Result<u8> {
     // SAFETY: the frames' idle work runs only while the guest waits for input, and not
     // after `serve` returns (nothing reads the frames then).
     match unsafe { backend.zero_page_sweep() } {
-        Ok(mut sweep) => frames.when_idle(Box::new(move || {
-            let more = sweep.step(1 << 20);
-            if !more {
-                log::debug!("released {} MiB of zero guest pages at {:.1?}", sweep.released() >> 20, started.elapsed());
+        Ok(mut sweep) => frames.when_idle(Box::new(move |_| {
+            if sweep.step(1 << 20) {
+                return Idle::More;
             }
-            more
+            log::debug!("released {} MiB of zero guest pages at {:.1?}", sweep.released() >> 20, started.elapsed());
+            Idle::Done
         })),
         Err(e) => log::warn!("could not release zero guest pages: {e:#}"),
+    }
+    // From now on, the backend's idle moments hand back its free heap.
+    // SAFETY: as for the sweep above.
+    match heap_state().and_then(|offset| unsafe { backend.heap_trim(offset) }) {
+        Ok(mut trim) => frames.when_idle(Box::new(move |idle_for| trim.idle_step(idle_for))),
+        Err(e) => log::warn!("free guest heap memory stays resident: {e:#}"),
     }
     // Read-only pages and free heap only: safe beside the backend, and off its path.
     let spawned = std::thread::Builder::new().name("trim".into()).spawn(move || {

@@ -68,16 +68,29 @@ pub struct StdinFrames {
     /// Written by the signal thread to wake a backend blocked on stdin.
     wake: (OwnedFd, OwnedFd),
     clock: StatementClock,
-    idle_work: Mutex<Option<IdleWork>>,
+    idle_work: Mutex<Vec<IdleWork>>,
     /// While it holds the backend's reply, the ResumeOutput that opens it is read by the
     /// watcher: the backend's thread, blocked writing that reply, cannot read it.
     gate: OutputGate,
 }
 
-/// One step of work for the backend's thread while it waits for input; returns whether
-/// there is more. It runs while the guest is blocked reading its stdin, so it may
-/// touch the guest's memory.
-pub type IdleWork = Box<dyn FnMut() -> bool + Send>;
+/// One step of work for the backend's thread while it waits for input, given how long
+/// the backend has waited so far; says when it wants the next. It runs while the guest
+/// is blocked reading its stdin, so it may touch the guest's memory.
+pub type IdleWork = Box<dyn FnMut(Duration) -> Idle + Send>;
+
+/// When an idle work wants its next step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Idle {
+    /// At once, unless a frame came.
+    More,
+    /// Once the backend has waited this long in all (or at its next wait).
+    At(Duration),
+    /// At the backend's next wait.
+    Rest,
+    /// Never again.
+    Done,
+}
 
 struct Reader {
     // Unbuffered: a byte buffered here would be invisible to poll().
@@ -149,6 +162,7 @@ impl StdinFrames {
     /// backend's thread when it waits for input (after `queued` found nothing and the
     /// reply so far was sent).
     pub fn next(&self) -> Input {
+        let waiting_since = std::time::Instant::now();
         loop {
             if let Some(item) = self.queued() {
                 return item;
@@ -162,8 +176,9 @@ impl StdinFrames {
                 return Input::End(EndReason::Eof);
             }
             let fds = [reader.stdin.as_raw_fd(), self.wake.0.as_raw_fd()];
-            self.work_while_idle(&fds);
-            match reader.waiter.wait(&fds) {
+            let wake_at = self.work_while_idle(&fds, waiting_since);
+            let timeout = wake_at.map(|at| at.saturating_sub(waiting_since.elapsed()));
+            match reader.waiter.wait(&fds, timeout) {
                 Ok(Some(0)) => {
                     let mut items = reader.read_one(&self.clock).into_iter();
                     if let Some(first) = items.next() {
@@ -171,7 +186,7 @@ impl StdinFrames {
                         return first;
                     }
                 }
-                // Woken by a signal: its End is in the queue.
+                // Woken by a signal (its End is in the queue), or an idle work's time came.
                 Ok(_) => continue,
                 Err(e) => return reader.fail(e),
             }
@@ -179,21 +194,34 @@ impl StdinFrames {
     }
 
     /// Has `work` done a step at a time whenever the backend waits for input and none is
-    /// there, until it says it is done. A frame that comes meanwhile waits for one step.
+    /// there, as it asks, until it says it is done. A frame that comes meanwhile waits
+    /// for one step.
     pub fn when_idle(&self, work: IdleWork) {
-        *lock(&self.idle_work) = Some(work);
+        lock(&self.idle_work).push(work);
     }
 
-    fn work_while_idle(&self, fds: &[RawFd]) {
-        let mut idle_work = lock(&self.idle_work);
-        while let Some(work) = idle_work.as_mut() {
-            if !matches!(wait_readable(fds, 0), Ok(None)) {
-                return;
+    /// Runs the idle works' steps that are due; returns how long after `since` the
+    /// earliest one wants its next step, if any does.
+    fn work_while_idle(&self, fds: &[RawFd], since: std::time::Instant) -> Option<Duration> {
+        let mut works = lock(&self.idle_work);
+        let mut wake_at = None;
+        let mut i = 0;
+        while i < works.len() {
+            match works[i](since.elapsed()) {
+                // Checked only between steps: most calls only say when (a poll each
+                // would cost every round trip a system call).
+                Idle::More if matches!(wait_readable(fds, 0), Ok(None)) => continue,
+                Idle::More => return None,
+                Idle::At(at) => wake_at = Some(wake_at.map_or(at, |w: Duration| w.min(at))),
+                Idle::Rest => {}
+                Idle::Done => {
+                    drop(works.remove(i));
+                    continue;
+                }
             }
-            if !work() {
-                *idle_work = None;
-            }
+            i += 1;
         }
+        wake_at
     }
 
     /// An input already read (by the watcher) or queued (by a signal), if any.

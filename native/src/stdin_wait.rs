@@ -30,23 +30,32 @@ impl SpinThenSleep {
         Self { window, spin: false }
     }
 
-    /// Waits until one of `fds` is readable (or closed) and returns its index.
-    pub fn wait(&mut self, fds: &[RawFd]) -> io::Result<Option<usize>> {
+    /// Waits until one of `fds` is readable (or closed) and returns its index; None
+    /// when `timeout` (if any) passed first.
+    pub fn wait(&mut self, fds: &[RawFd], timeout: Option<Duration>) -> io::Result<Option<usize>> {
         let start = Instant::now();
         if self.spin {
+            let window = timeout.map_or(self.window, |t| t.min(self.window));
             loop {
                 if let Some(ready) = wait_readable(fds, 0)? {
                     return Ok(Some(ready));
                 }
-                if start.elapsed() >= self.window {
+                if start.elapsed() >= window {
                     break;
                 }
                 // The writer we wait for may be runnable on this very core: let it run.
                 std::thread::yield_now();
             }
         }
-        let ready = wait_readable(fds, -1)?;
-        self.spin = start.elapsed() < self.window;
+        let remaining_ms = timeout.map_or(-1, |t| {
+            let left = t.saturating_sub(start.elapsed());
+            i32::try_from(left.as_micros().div_ceil(1000)).unwrap_or(i32::MAX)
+        });
+        let ready = wait_readable(fds, remaining_ms)?;
+        // A timeout says nothing of the gaps between frames.
+        if ready.is_some() {
+            self.spin = start.elapsed() < self.window;
+        }
         Ok(ready)
     }
 }
@@ -100,7 +109,7 @@ mod tests {
         assert!(!waiter.spin, "the first wait sleeps");
 
         write_byte(&w);
-        assert_eq!(waiter.wait(&[r.as_raw_fd()]).unwrap(), Some(0));
+        assert_eq!(waiter.wait(&[r.as_raw_fd()], None).unwrap(), Some(0));
         read_byte(&r);
         assert!(waiter.spin, "a frame that was there at once makes the next wait poll");
 
@@ -110,7 +119,7 @@ mod tests {
             write_byte(&w);
             w
         });
-        assert_eq!(waiter.wait(&[r.as_raw_fd()]).unwrap(), Some(0));
+        assert_eq!(waiter.wait(&[r.as_raw_fd()], None).unwrap(), Some(0));
         read_byte(&r);
         assert!(!waiter.spin, "a long gap stops the polling");
         drop(writer.join().unwrap());
@@ -121,8 +130,23 @@ mod tests {
         let (r, w) = pipe();
         let mut waiter = SpinThenSleep::new(Duration::ZERO);
         write_byte(&w);
-        assert_eq!(waiter.wait(&[r.as_raw_fd()]).unwrap(), Some(0));
+        assert_eq!(waiter.wait(&[r.as_raw_fd()], None).unwrap(), Some(0));
         assert!(!waiter.spin);
+    }
+
+    #[test]
+    fn a_wait_with_a_timeout_ends_empty_and_keeps_the_polling_state() {
+        let (r, w) = pipe();
+        let mut waiter = SpinThenSleep::new(Duration::from_millis(50));
+        write_byte(&w);
+        assert_eq!(waiter.wait(&[r.as_raw_fd()], None).unwrap(), Some(0));
+        read_byte(&r);
+        let started = Instant::now();
+        assert_eq!(waiter.wait(&[r.as_raw_fd()], Some(Duration::from_millis(20))).unwrap(), None);
+        assert!(started.elapsed() >= Duration::from_millis(20));
+        assert!(waiter.spin, "a timeout is not a gap between frames");
+        write_byte(&w);
+        assert_eq!(waiter.wait(&[r.as_raw_fd()], Some(Duration::from_secs(10))).unwrap(), Some(0));
     }
 
     #[test]

@@ -165,8 +165,12 @@ fn flush_pending(out: &mut Output) -> io::Result<()> {
     let result = pending
         .chunks(MAX_FRAME_LEN)
         .try_for_each(|chunk| out.sink.send(chunk));
-    out.pending = pending;
-    out.pending.clear();
+    // The buffer is kept for the next reply, unless one big message made it big: that
+    // memory goes back (a 100 MB value stayed in the port's heap for good before).
+    if pending.capacity() <= 2 * FLUSH_THRESHOLD {
+        out.pending = pending;
+        out.pending.clear();
+    }
     result
 }
 
@@ -272,6 +276,8 @@ impl GuestStdin {
             // What the last frame asked for is answered: send it before the next one
             // runs, which may be another client's request queued right behind.
             self.stdout.flush_frame()?;
+            // Read to the end: a big frame's memory goes back before the wait.
+            st.current = Vec::new();
             let next = match st.source.ready() {
                 Some(item) => item,
                 None => {

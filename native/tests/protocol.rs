@@ -591,3 +591,65 @@ fn an_idle_port_hands_back_its_zero_pages_and_keeps_every_byte() {
         .unwrap_or_else(|| panic!("no release in the log:\n{stderr}"));
     assert!(mib >= 16, "most of shared_buffers is zero at first: {mib} MiB released");
 }
+
+/// The port's resident memory, in MiB.
+fn rss_mib(port: &Port) -> usize {
+    let status = std::fs::read_to_string(format!("/proc/{}/status", port.child.id())).unwrap();
+    let kb: usize = status.lines().find_map(|l| l.strip_prefix("VmRSS:")).unwrap().trim().trim_end_matches(" kB").parse().unwrap();
+    kb >> 10
+}
+
+/// Waits (up to 10 s) for the port's resident memory to fall to `bound` MiB; its last figure.
+fn rss_falls_to(port: &mut Port, bound: usize) -> usize {
+    for _ in 0..100 {
+        if rss_mib(port) <= bound {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    rss_mib(port)
+}
+
+#[test]
+fn after_a_big_query_the_port_gives_its_memory_back_and_keeps_every_byte() {
+    let mut port = Port::spawn("memory://");
+    port.read_frame_messages();
+    port.rows("CREATE TABLE kept AS SELECT g, md5(g::text) AS h FROM generate_series(1, 20000) g");
+    let checksum = "SELECT sum(g), md5(string_agg(h, '' ORDER BY g)) FROM kept";
+    let expected = port.rows(checksum);
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let idle = rss_mib(&port);
+    // A server's backend holds none of these once they are done: each is 100-400 MiB.
+    let big_value = "SELECT length(repeat('x', 200000000))";
+    let bound = idle + 48;
+    for round in 0..3 {
+        assert_eq!(port.rows(big_value), vec![vec![Some("200000000".into())]]);
+        let after = rss_falls_to(&mut port, bound);
+        assert!(after <= bound, "round {round}: {after} MiB after a 200 MB value, {idle} MiB idle before");
+        assert_eq!(port.rows(checksum), expected, "round {round}");
+    }
+    // A 100 MB parameter and a 60 MB result pass through the port's own buffers too.
+    let param = vec![b'p'; 100_000_000];
+    let mut batch = parse("", "SELECT length($1::bytea), md5($1::bytea)", &[]);
+    batch.extend(bind("", &[&param], 0));
+    batch.extend(execute());
+    batch.extend(sync());
+    port.send(&batch);
+    let reply = port.until_ready();
+    let row = reply.iter().find(|m| m.tag == b'D').expect("a row").values();
+    assert_eq!(row[0].as_deref(), Some("100000000"));
+    let after = rss_falls_to(&mut port, bound);
+    assert!(after <= bound, "{after} MiB after a 100 MB parameter, {idle} MiB idle before");
+    let result = port.rows("SELECT repeat('r', 60000000)");
+    assert_eq!(result[0][0].as_ref().map(String::len), Some(60_000_000));
+    drop(result);
+    let after = rss_falls_to(&mut port, bound);
+    assert!(after <= bound, "{after} MiB after a 60 MB result, {idle} MiB idle before");
+    // Sorting and hashing in memory reuse the released pages: they read back as zeros.
+    port.rows("SET work_mem = '1GB'");
+    let sorted = port.rows("SELECT count(DISTINCT m), min(m) FROM (SELECT md5(i::text) m FROM generate_series(1, 1000000) i ORDER BY 1) s");
+    let streamed = port.rows("SELECT count(*), min(md5(i::text)) FROM generate_series(1, 1000000) i");
+    assert_eq!(sorted, streamed);
+    assert_eq!(port.rows(checksum), expected);
+    assert_eq!(port.finish().0, 0);
+}
