@@ -22,6 +22,14 @@ pub unsafe fn release(bytes: &[u8]) -> usize {
     }
 }
 
+/// Hands the free memory of this process's heap back to the OS. glibc keeps a freed
+/// block of up to 32 MiB (its mapping threshold grows with what was freed), so after
+/// one big message the port would hold it for good; called after such a message only.
+pub fn trim_heap() {
+    // SAFETY: malloc_trim only hands free heap memory back.
+    unsafe { libc::malloc_trim(0) };
+}
+
 /// After start-up: returns the heap's free memory to the OS (`malloc_trim`) and drops
 /// from this process the pages of its own executable that it touched while starting
 /// (Wasmer's loader, the asset code): untouched file pages, which stay in the page
@@ -29,8 +37,7 @@ pub unsafe fn release(bytes: &[u8]) -> usize {
 /// page written since (relocations), are left alone, so other threads may run
 /// meanwhile. Returns the size of the mappings dropped.
 pub fn release_start_up_leftovers() -> usize {
-    // SAFETY: malloc_trim only hands free heap memory back.
-    unsafe { libc::malloc_trim(0) };
+    trim_heap();
     let (Ok(exe), Ok(smaps)) = (std::fs::read_link("/proc/self/exe"), std::fs::read_to_string("/proc/self/smaps")) else {
         return 0;
     };

@@ -22,12 +22,15 @@ use virtual_fs::{AsyncRead, AsyncSeek, AsyncWrite, VirtualFile};
 use crate::frame::{write_frame, MAX_FRAME_LEN};
 use crate::frontend_guard::IDLE_REPLY;
 use crate::interrupts::StatementClock;
+use crate::memory_pages;
 use crate::output_gate::OutputGate;
 use crate::stdin_frames::{EndReason, Input, StdinFrames};
 use crate::wire;
 
 /// Output larger than this is sent without waiting for the reply to finish.
 const FLUSH_THRESHOLD: usize = 256 * 1024;
+/// A buffer bigger than this was made by one big message: its memory goes back at once.
+const BIG: usize = 2 * FLUSH_THRESHOLD;
 
 /// Where finished output goes: stdout frames, or memory for `--sql`.
 pub trait Sink: Send {
@@ -167,9 +170,12 @@ fn flush_pending(out: &mut Output) -> io::Result<()> {
         .try_for_each(|chunk| out.sink.send(chunk));
     // The buffer is kept for the next reply, unless one big message made it big: that
     // memory goes back (a 100 MB value stayed in the port's heap for good before).
-    if pending.capacity() <= 2 * FLUSH_THRESHOLD {
+    if pending.capacity() <= BIG {
         out.pending = pending;
         out.pending.clear();
+    } else {
+        drop(pending);
+        memory_pages::trim_heap();
     }
     result
 }
@@ -277,7 +283,9 @@ impl GuestStdin {
             // runs, which may be another client's request queued right behind.
             self.stdout.flush_frame()?;
             // Read to the end: a big frame's memory goes back before the wait.
-            st.current = Vec::new();
+            if std::mem::take(&mut st.current).capacity() > BIG {
+                memory_pages::trim_heap();
+            }
             let next = match st.source.ready() {
                 Some(item) => item,
                 None => {
