@@ -32,7 +32,10 @@ defmodule PgliteEx do
       (`PgliteEx.SessionState`);
     * before a client's turn, its settings are put in place if the backend has others;
     * a client that went away has its COPY, extended sequence and transaction ended, its
-      statements closed and its session objects dropped.
+      statements closed and its session objects dropped;
+    * after a `DEALLOCATE ALL` the backend ran as written (among other statements),
+      every other client's protocol-level statements are parsed again, each with its
+      settings in place.
 
   ## Nobody waits for ever
 
@@ -84,7 +87,7 @@ defmodule PgliteEx do
   @type meta :: %{
           required(:kinds) => [byte()],
           required(:open) => boolean(),
-          optional(:prepared) => [String.t()],
+          optional(:prepared) => [{String.t(), binary()}],
           optional(:closed) => [String.t()],
           optional(:deferrable) => boolean(),
           optional(:session) => boolean(),

@@ -13,10 +13,17 @@ defmodule PgliteEx.ChoresTest do
   end
 
   test "a departed client's statements are closed with one Sync; none, nothing sent" do
-    assert Chores.payload({:close, MapSet.new()}, ?I, @none) == nil
-    assert {payload, ~c"CCS"} = Chores.payload({:close, MapSet.new(["s1", "s2"])}, ?I, @none)
+    assert Chores.payload({:close, []}, ?I, @none) == nil
+    assert {payload, ~c"CCS"} = Chores.payload({:close, ["s1", "s2"]}, ?I, @none)
     {:ok, messages, ""} = Wire.split(IO.iodata_to_binary(payload))
     assert [?C, ?C, ?S] == Enum.map(messages, &elem(&1, 0))
+  end
+
+  test "statements parsed again each have a Sync of their own: one that fails now does not skip the others" do
+    parses = for name <- ["c3_a", "c3_b"], do: IO.iodata_to_binary(Wire.message(?P, [name, 0, "SELECT 1", 0, <<0::16>>]))
+    assert {payload, ~c"PSPS"} = Chores.payload({:reparse, self(), parses}, ?I, @none)
+    {:ok, messages, ""} = Wire.split(IO.iodata_to_binary(payload))
+    assert [{?P, "c3_a" <> _, _}, {?S, "", _}, {?P, "c3_b" <> _, _}, {?S, "", _}] = messages
   end
 
   test "the barrier ends COPY, an extended sequence and a transaction, and waits for an idle probe" do

@@ -32,7 +32,8 @@ defmodule PgliteEx.Server.RequestTest do
 
   test "named statements become the client's own; a transaction's start does not end the turn" do
     {built, request} = Request.build(%Request{id: 7}, [parse("s1", "BEGIN"), sync()])
-    assert built.meta.prepared == ["c7_s1"]
+    assert [{"c7_s1", "P" <> _ = parse}] = built.meta.prepared
+    assert IO.iodata_to_binary(built.payload) =~ parse
     refute built.meta.ends_turn
     assert MapSet.member?(request.risky, "s1")
   end
@@ -44,6 +45,7 @@ defmodule PgliteEx.Server.RequestTest do
     {next, request} = Request.build(request, [query("SELECT 2")])
     assert tags(next.payload) == ~c"PSQ"
     assert next.skip == 1 and next.meta.kinds == ~c"PSQ"
+    assert [{"c7_s1", "P" <> _}] = next.meta.prepared, "in the backend with this batch"
     assert Request.answered(request, next, :ok).deferred == []
   end
 

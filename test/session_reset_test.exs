@@ -5,7 +5,8 @@ defmodule Pglite.SessionResetTest do
   statements (protocol and SQL), TEMP tables, holdable cursors, settings and LISTEN
   channels are untouched, and the sender gets the server's command tags and errors;
   `RESET ALL` puts back what the client's StartupMessage asked for. In a simple Query
-  and through the extended protocol alike.
+  and through the extended protocol alike; `DEALLOCATE ALL` among other statements or
+  in a pipeline too.
   psycopg, line by line against a PostgreSQL server.
   """
   use ExUnit.Case, async: true
@@ -27,5 +28,10 @@ defmodule Pglite.SessionResetTest do
     assert "extended DEALLOCATE ALL 1 DEALLOCATE ALL" in ours
     assert "b after a's extended ones: [1, 2, 0, '7MB']" in ours
     assert "after RESET ALL among others: 5MB ISO, DMY" in ours
+    assert "DEALLOCATE ALL among others: ['SELECT 1', 'DEALLOCATE ALL', 'SELECT 1']" in ours
+    assert "b's after it: 2" in ours
+    assert "d's after it: 42" in ours
+    assert "DEALLOCATE ALL in a pipeline: 1 DEALLOCATE ALL 2" in ours
+    assert "d's after the pipeline: 42" in ours
   end
 end

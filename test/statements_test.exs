@@ -49,7 +49,8 @@ defmodule PgliteEx.Server.StatementsTest do
              {?S, ""}
            ] = names(batch)
 
-    assert batch.prepared == ["c7_s1"] and batch.closed == ["c7_s1"]
+    assert [{"c7_s1", "P" <> _}] = batch.prepared
+    assert batch.closed == ["c7_s1"]
     refute batch.open
   end
 

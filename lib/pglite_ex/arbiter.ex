@@ -363,7 +363,7 @@ defmodule PgliteEx.Arbiter do
 
   defp route([{tag, _, _} = message | rest], state, acc) do
     {shown, state} = resetting(state, message)
-    state = track(message, remember(state, {:got, tag}))
+    state = track(message, remember(deallocated(state, message), {:got, tag}))
     acc = Enum.reverse(shown, acc)
 
     if state.ahead != nil and InFlight.empty?(state.in_flight) do
@@ -386,6 +386,23 @@ defmodule PgliteEx.Arbiter do
   end
 
   defp resetting(state, message), do: {[message], state}
+
+  # A DEALLOCATE ALL the backend ran as written (among other statements of a Query, or
+  # in a pipeline; sent alone it is PgliteEx.SessionReset's) closed every client's
+  # statements. The holder's are gone, as on a server; the others' are parsed again,
+  # each with its client's settings in place, before anyone else goes on.
+  defp deallocated(%{holder: {:client, pid}} = state, {?C, "DEALLOCATE ALL" <> <<0>>, _}) do
+    chores =
+      for {other, client} <- Enum.sort_by(state.clients, fn {_, c} -> c.id end),
+          other != pid and map_size(client.statements) > 0,
+          chore <- [{:apply, client.settings, other}, {:reparse, other, Map.values(client.statements)}],
+          do: chore
+
+    state = update_client(state, pid, &%{&1 | statements: %{}})
+    %{state | chores: state.chores ++ chores}
+  end
+
+  defp deallocated(state, _message), do: state
 
   # The holder's turn ended with a request written behind it: its client holds now.
   defp promote(%{ahead: ahead, holder: {:client, before}} = state) do
@@ -553,14 +570,15 @@ defmodule PgliteEx.Arbiter do
   # What goes ahead of it (deferred Parse messages and their Sync) goes as it is.
   defp write(%{holder: {:client, pid}} = state, payload, %{reset: {kind, sql_statements, {ahead, ahead_kinds}, front}} = meta) do
     meta = Map.delete(meta, :reset)
-    client = Map.get(state.clients, pid, %{statements: MapSet.new(), objects: MapSet.new(), startup: %{}})
+    # The Parses going ahead of it are the client's too by then.
+    client = Map.get(note_statements(state, pid, meta).clients, pid, %{statements: %{}, objects: MapSet.new(), startup: %{}})
 
     case SessionReset.substitute(kind, state.status, client, sql_statements) do
       nil ->
         write(state, payload, meta)
 
       {substitute, kinds, closed} ->
-        state = update_client(state, pid, &%{&1 | statements: MapSet.difference(&1.statements, MapSet.new(closed))})
+        meta = Map.put(meta, :closed, Map.get(meta, :closed, []) ++ closed)
         listen = if kind == :discard_all, do: [:unlisten_all], else: []
         state = write(state, [ahead, substitute], %{meta | kinds: ahead_kinds ++ kinds} |> Map.put(:listen, listen))
         pending = %{pid: pid, ready: state.in_flight.ready_sent, tag: SessionReset.tag(kind), failed: false, front: front}
@@ -569,7 +587,7 @@ defmodule PgliteEx.Arbiter do
   end
 
   defp write(%{holder: {:client, pid}} = state, payload, meta),
-    do: state |> note_listen(pid, meta) |> remember({:sent, pid, meta.kinds}) |> write_frame(payload, meta)
+    do: state |> note_statements(pid, meta) |> note_listen(pid, meta) |> remember({:sent, pid, meta.kinds}) |> write_frame(payload, meta)
 
   defp write(state, payload, meta), do: write_frame(state, payload, meta)
 
@@ -606,7 +624,7 @@ defmodule PgliteEx.Arbiter do
            :queue.out(state.queue),
          true <- settings_in_place?(state, pid),
          false <- match?(%{^holder => %{dirty: true}}, state.clients) do
-      state = send_frame(note_listen(reply(%{state | queue: queue}, from, :ok), pid, meta), payload)
+      state = reply(%{state | queue: queue}, from, :ok) |> note_statements(pid, meta) |> note_listen(pid, meta) |> send_frame(payload)
       %{state | ahead: %{pid: pid, meta: meta, frame: state.written, gone: nil}}
     else
       _ -> state
@@ -794,7 +812,7 @@ defmodule PgliteEx.Arbiter do
     client = %{
       id: id,
       secret: secret,
-      statements: MapSet.new(),
+      statements: %{},
       settings: settings,
       # What its StartupMessage asked for: RESET ALL puts it back (PgliteEx.SessionReset).
       startup: settings,
@@ -817,16 +835,11 @@ defmodule PgliteEx.Arbiter do
     end
   end
 
-  # Most payloads prepare, close, listen and change nothing.
-  defp note_submit(state, _pid, %{prepared: [], closed: [], session: false}), do: state
+  # Most payloads change no setting.
+  defp note_submit(state, _pid, %{session: false}), do: state
 
   defp note_submit(state, pid, meta) do
     update_client(state, pid, fn client ->
-      statements =
-        client.statements
-        |> MapSet.union(MapSet.new(Map.get(meta, :prepared, [])))
-        |> MapSet.difference(MapSet.new(Map.get(meta, :closed, [])))
-
       settings =
         case Map.get(meta, :idle_timeout) do
           nil -> client.settings
@@ -834,7 +847,18 @@ defmodule PgliteEx.Arbiter do
         end
 
       customs = MapSet.union(client.customs, MapSet.new(Map.get(meta, :customs, [])))
-      %{client | statements: statements, settings: settings, customs: customs, dirty: client.dirty or Map.get(meta, :session, false)}
+      %{client | settings: settings, customs: customs, dirty: client.dirty or Map.get(meta, :session, false)}
+    end)
+  end
+
+  # The client's protocol statements in the backend, by backend name, with their Parse
+  # messages: noted as its payload is written (one waiting in line is not there yet).
+  defp note_statements(state, _pid, %{prepared: [], closed: []}), do: state
+
+  defp note_statements(state, pid, meta) do
+    update_client(state, pid, fn client ->
+      statements = client.statements |> Map.merge(Map.new(Map.get(meta, :prepared, []))) |> Map.drop(Map.get(meta, :closed, []))
+      %{client | statements: statements}
     end)
   end
 
@@ -1105,7 +1129,7 @@ defmodule PgliteEx.Arbiter do
 
   defp cleanup_chores(state, client) do
     drops = for sql <- SessionState.drop_statements(client.objects), do: {:sql, sql}
-    [{:close, client.statements} | drops] ++ unlisten_leftovers(state, client)
+    [{:close, Map.keys(client.statements)} | drops] ++ unlisten_leftovers(state, client)
   end
 
   # Whether requests of client `pid` are in the port, their replies still to come.

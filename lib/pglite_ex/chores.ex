@@ -12,6 +12,7 @@ defmodule PgliteEx.Chores do
     * `{:sql, sql}` - LISTEN/UNLISTEN and drops after a client left (nil: nothing)
     * `:rollback` - end a transaction nobody holds
     * `{:close, statements}` - close a departed client's prepared statements
+    * `{:reparse, pid, parses}` - a client's prepared statements again, after another client's `DEALLOCATE ALL` closed them
     * `{:notify, pid, notifier, encoding, notifications}` - notifications converted into a listener's encoding
     * `{:barrier, token}` - end whatever a vanished client left running
     * `{:look_up, waiter}` / `{:switch, database}` - another database (`PgliteEx.Databases`)
@@ -41,11 +42,15 @@ defmodule PgliteEx.Chores do
   def payload({:look_up, waiter}, _status, _settings_of), do: query(Databases.check_sql(waiter.database))
   def payload({:switch, database}, _status, _settings_of), do: query(Databases.check_sql(database))
 
-  def payload({:close, statements}, _status, _settings_of) do
-    if MapSet.size(statements) == 0,
-      do: nil,
-      else: {[Enum.map(statements, &Wire.message(?C, [?S, &1, 0])), Wire.sync()], Enum.map(statements, fn _ -> ?C end) ++ ~c"S"}
-  end
+  def payload({:close, []}, _status, _settings_of), do: nil
+
+  def payload({:close, statements}, _status, _settings_of),
+    do: {[Enum.map(statements, &Wire.message(?C, [?S, &1, 0])), Wire.sync()], Enum.map(statements, fn _ -> ?C end) ++ ~c"S"}
+
+  # Each Parse with a Sync of its own: one that fails now (its table dropped since)
+  # does not make the backend skip the others.
+  def payload({:reparse, _pid, parses}, _status, _settings_of),
+    do: {Enum.map(parses, &[&1, Wire.sync()]), Enum.flat_map(parses, fn _ -> ~c"PS" end)}
 
   # Whatever a vanished client left running (COPY IN, an extended sequence, a
   # transaction) ends here: CopyFail and Sync are harmless when there is nothing to

@@ -116,12 +116,12 @@ defmodule PgliteEx.SessionReset do
 
   @doc """
   What to send instead, for a client with `statements` (its protocol statements, by
-  their backend names), session `objects` (`PgliteEx.SessionState`), the settings of
+  their backend names, with their Parse messages), session `objects` (`PgliteEx.SessionState`), the settings of
   its StartupMessage (`startup`) and SQL-level statement names `sql_statements`, with
   the backend's transaction `status`: `{payload, kinds, closed}`, or nil to send the
   statement as written.
   """
-  @spec substitute(kind(), byte(), %{statements: MapSet.t(), objects: MapSet.t(), startup: map()}, [String.t()]) ::
+  @spec substitute(kind(), byte(), %{statements: %{String.t() => binary()}, objects: MapSet.t(), startup: map()}, [String.t()]) ::
           {iodata(), [byte()], [String.t()]} | nil
   def substitute(:discard_all, status, _client, _sql_statements) when status != ?I, do: nil
   def substitute(_kind, ?E, _client, _sql_statements), do: nil
@@ -136,7 +136,7 @@ defmodule PgliteEx.SessionReset do
 
   def substitute(kind, _status, client, sql_statements) do
     statements =
-      Enum.uniq(Enum.sort(MapSet.to_list(client.statements)) ++ for({:prepared, name} <- Enum.sort(client.objects), do: name) ++ sql_statements)
+      Enum.uniq(Enum.sort(Map.keys(client.statements)) ++ for({:prepared, name} <- Enum.sort(client.objects), do: name) ++ sql_statements)
 
     cursors = if kind == :discard_all, do: for({:cursor, name} <- Enum.sort(client.objects), do: name), else: []
     closes = Enum.map(statements, &Wire.message(?C, [?S, &1, 0])) ++ Enum.map(cursors, &Wire.message(?C, [?P, &1, 0]))

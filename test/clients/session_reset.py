@@ -2,7 +2,8 @@
 and on nobody else's: b's prepared statements (protocol and SQL), TEMP table, WITH
 HOLD cursor, settings and LISTEN survive a's; a's own are gone, and a gets the
 server's command tags and errors. RESET ALL and DISCARD ALL put back the settings of
-the client's StartupMessage. Prints what each client sees."""
+the client's StartupMessage. DEALLOCATE ALL among other statements, or in a pipeline,
+closes the sender's statements and nobody else's. Prints what each client sees."""
 import psycopg
 
 a = psycopg.connect(autocommit=True)
@@ -89,7 +90,38 @@ print("b after a's extended ones:", [
     outcome(b, "SELECT count(*) FROM b_temp"),
     outcome(b, "SHOW work_mem"),
 ])
-c.close()
-a.close()
-b.close()
+# DEALLOCATE ALL among other statements of one Query, and in a pipeline of several
+# statements before one Sync: a's statements go, b's and d's stay (d's reads its own
+# search_path's table, as when it prepared it).
+d = psycopg.connect(autocommit=True)
+d.execute("CREATE SCHEMA d_schema")
+d.execute("CREATE TABLE d_schema.dt AS SELECT 42 AS v")
+d.execute("CREATE TABLE public.dt AS SELECT 1 AS v")
+d.execute("SET search_path = d_schema")
+print("d prepares:", outcome(d, "SELECT v FROM dt WHERE %s::int = 1", [1], prepare=True))
+f = psycopg.connect(autocommit=True)
+f.execute("PREPARE f_sql AS SELECT 1")
+f.execute("SELECT %s::int + 1", [1], prepare=True)
+f.pgconn.send_query(b"SELECT 1; DEALLOCATE ALL; SELECT 2")
+tags = []
+while (res := f.pgconn.get_result()) is not None:
+    tags.append(res.command_status.decode())
+print("DEALLOCATE ALL among others:", tags)
+# psycopg did not see it (sent around it): its cached statement is gone, as on a server.
+print("f's own after it:", outcome(f, "EXECUTE f_sql"), outcome(f, "SELECT %s::int + 1", [1], prepare=True))
+print("b's after it:", outcome(b, "SELECT %s::int + 1", [1], prepare=True))
+print("d's after it:", outcome(d, "SELECT v FROM dt WHERE %s::int = 1", [1], prepare=True))
+e = psycopg.connect(autocommit=True)
+e.execute("SELECT %s::int * 3", [2], prepare=True)
+with e.pipeline():
+    first = e.execute("SELECT 1")
+    dealloc = e.execute("DEALLOCATE ALL")
+    last = e.execute("SELECT 2")
+print("DEALLOCATE ALL in a pipeline:", first.fetchone()[0], dealloc.statusmessage, last.fetchone()[0])
+print("b's after the pipeline:", outcome(b, "SELECT %s::int + 1", [1], prepare=True))
+print("d's after the pipeline:", outcome(d, "SELECT v FROM dt WHERE %s::int = 1", [1], prepare=True))
+d.execute("DROP TABLE public.dt")
+d.execute("DROP SCHEMA d_schema CASCADE")
+for conn in (c, a, b, d, e, f):
+    conn.close()
 print("ok")

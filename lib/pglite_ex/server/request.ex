@@ -123,11 +123,15 @@ defmodule PgliteEx.Server.Request do
   defp with_deferred(built, request) do
     ahead = [Enum.reverse(request.deferred), Wire.sync()]
     ahead_kinds = Enum.map(request.deferred, fn _ -> ?P end) ++ [?S]
-    meta = %{built.meta | kinds: ahead_kinds ++ built.meta.kinds, deferrable: false}
+    # They reach the backend with this batch: the arbiter notes them then.
+    deferred = for raw <- Enum.reverse(request.deferred), do: {parse_name(raw), :binary.copy(raw)}
+    meta = %{built.meta | kinds: ahead_kinds ++ built.meta.kinds, deferrable: false, prepared: deferred ++ built.meta.prepared}
     # A substitute for DEALLOCATE/DISCARD/RESET ALL replaces the batch, not what goes ahead of it.
     meta = if Map.has_key?(meta, :reset), do: Map.update!(meta, :reset, &put_elem(&1, 2, {ahead, ahead_kinds})), else: meta
     %{built | payload: [ahead, built.payload], skip: 1, meta: meta}
   end
+
+  defp parse_name(<<?P, _length::32, body::binary>>), do: body |> Wire.cstring() |> elem(0)
 
   defp renamed_parses(payload) do
     {:ok, messages, ""} = payload |> IO.iodata_to_binary() |> Wire.split()

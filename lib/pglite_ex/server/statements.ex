@@ -21,7 +21,7 @@ defmodule PgliteEx.Server.Statements do
           payload: iodata(),
           kinds: [byte()],
           open: boolean(),
-          prepared: [String.t()],
+          prepared: [{String.t(), binary()}],
           closed: [String.t()],
           deferrable: boolean()
         }
@@ -66,10 +66,13 @@ defmodule PgliteEx.Server.Statements do
     end
   end
 
+  # The renamed Parse is kept as it was sent (a copy, not a slice of the client's
+  # buffer): a DEALLOCATE ALL of another client makes the arbiter send it again.
   defp rename(?P, body, raw, names, acc) do
     with {name, rest} when name != "" <- Wire.cstring(body),
          renamed when renamed != name <- named(names, :statement, name) do
-      {Wire.message(?P, [renamed, 0, rest]), %{acc | prepared: [renamed | acc.prepared]}}
+      message = IO.iodata_to_binary(Wire.message(?P, [renamed, 0, rest]))
+      {message, %{acc | prepared: [{renamed, message} | acc.prepared]}}
     else
       _ -> {raw, acc}
     end
