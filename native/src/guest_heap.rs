@@ -14,6 +14,8 @@
 //! [`allocator_state_offset`] reads N from the module. Before each look its fields are
 //! checked against dlmalloc's invariants (its magic, the top chunk's header, bounds),
 //! and a walk stops at anything outside the memory.
+//!
+//! The port's own heap is trimmed at a look too, when a big message's buffer was freed.
 
 use std::time::{Duration, Instant};
 
@@ -150,6 +152,8 @@ impl HeapTrim {
             return Idle::At(SETTLE);
         }
         self.last_look = Instant::now();
+        // The port's own heap too, after a big message.
+        memory_pages::trim_heap_if_asked();
         match self.look() {
             Ok(ranges) => {
                 self.pending = ranges;

@@ -2,6 +2,8 @@
 //! reads as afterwards depends on its mapping: a private file mapping refaults the
 //! file's contents, private anonymous memory reads back as zeros.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 const PAGE: usize = 4096;
 
 /// Releases the whole pages inside `bytes`; returns how many bytes were released.
@@ -22,12 +24,28 @@ pub unsafe fn release(bytes: &[u8]) -> usize {
     }
 }
 
-/// Hands the free memory of this process's heap back to the OS. glibc keeps a freed
-/// block of up to 32 MiB (its mapping threshold grows with what was freed), so after
-/// one big message the port would hold it for good; called after such a message only.
+/// Whether a big buffer was freed since the heap was last trimmed.
+static TRIM_WANTED: AtomicBool = AtomicBool::new(false);
+
+/// Hands the free memory of this process's heap back to the OS.
 pub fn trim_heap() {
     // SAFETY: malloc_trim only hands free heap memory back.
     unsafe { libc::malloc_trim(0) };
+}
+
+/// Asks for [`trim_heap_if_asked`] after a big buffer was freed: glibc keeps a freed
+/// block of up to 32 MiB (its mapping threshold grows with what was freed), so after
+/// one big message the port would hold it for good.
+pub fn ask_for_heap_trim() {
+    TRIM_WANTED.store(true, Ordering::Relaxed);
+}
+
+/// Trims the heap if a big buffer was freed since the last time: in idle moments, so
+/// that a result of many big rows does not pay a trim per row.
+pub fn trim_heap_if_asked() {
+    if TRIM_WANTED.swap(false, Ordering::Relaxed) {
+        trim_heap();
+    }
 }
 
 /// After start-up: returns the heap's free memory to the OS (`malloc_trim`) and drops

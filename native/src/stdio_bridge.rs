@@ -29,7 +29,7 @@ use crate::wire;
 
 /// Output larger than this is sent without waiting for the reply to finish.
 const FLUSH_THRESHOLD: usize = 256 * 1024;
-/// A buffer bigger than this was made by one big message: its memory goes back at once.
+/// A buffer bigger than this was made by one big message: its memory goes back.
 const BIG: usize = 2 * FLUSH_THRESHOLD;
 
 /// Where finished output goes: stdout frames, or memory for `--sql`.
@@ -175,7 +175,7 @@ fn flush_pending(out: &mut Output) -> io::Result<()> {
         out.pending.clear();
     } else {
         drop(pending);
-        memory_pages::trim_heap();
+        memory_pages::ask_for_heap_trim();
     }
     result
 }
@@ -284,7 +284,7 @@ impl GuestStdin {
             self.stdout.flush_frame()?;
             // Read to the end: a big frame's memory goes back before the wait.
             if std::mem::take(&mut st.current).capacity() > BIG {
-                memory_pages::trim_heap();
+                memory_pages::ask_for_heap_trim();
             }
             let next = match st.source.ready() {
                 Some(item) => item,
