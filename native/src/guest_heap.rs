@@ -193,25 +193,25 @@ impl HeapTrim {
         let len = current_length(self.base as *const u8).context("the guest memory is gone")?;
         let heap = Heap { base: self.base, len };
         let state = self.state;
-        let magic = heap.read(state + MAGIC)?;
+        let magic = heap.read(state, MAGIC)?;
         if magic == 0 || magic & 15 != 8 {
             bail!("no malloc state at {state:#x} (magic {magic:#x})");
         }
-        if heap.read(state + MUTEX)? != 0 {
+        if heap.read(state, MUTEX)? != 0 {
             return Ok(Vec::new());
         }
-        let (least, top, top_size) = (heap.read(state + LEAST_ADDR)?, heap.read(state + TOP)?, heap.read(state + TOP_SIZE)?);
-        if top < least || heap.read(top + HEAD)? != top_size | 1 {
+        let (least, top, top_size) = (heap.read(state, LEAST_ADDR)?, heap.read(state, TOP)?, heap.read(state, TOP_SIZE)?);
+        if top < least || heap.read(top, HEAD)? != top_size | 1 {
             bail!("the malloc state at {state:#x} does not match its top chunk");
         }
         let mut chunks = vec![(top, top_size, KEEP_TOP)];
-        let (dv, dv_size) = (heap.read(state + DV)?, heap.read(state + DV_SIZE)?);
+        let (dv, dv_size) = (heap.read(state, DV)?, heap.read(state, DV_SIZE)?);
         if dv != 0 && dv_size >= MIN_CHUNK {
             chunks.push((dv, dv_size, 0));
         }
         let mut stack = Vec::new();
         for bin in FIRST_BIG_TREEBIN..32 {
-            stack.push(heap.read(state + TREEBINS + 4 * bin)?);
+            stack.push(heap.read(state, TREEBINS + 4 * bin)?);
         }
         let mut visited = 0;
         'walk: while let Some(node) = stack.pop() {
@@ -225,17 +225,17 @@ impl HeapTrim {
                 if visited > MAX_CHUNKS || member < least {
                     break 'walk;
                 }
-                let size = heap.read(member + HEAD)? & !7;
+                let size = heap.read(member, HEAD)? & !7;
                 if size >= MIN_CHUNK {
                     chunks.push((member, size, 0));
                 }
-                member = heap.read(member + FD)?;
+                member = heap.read(member, FD)?;
                 if member == node {
                     break;
                 }
             }
             for child in CHILD {
-                stack.push(heap.read(node + child)?);
+                stack.push(heap.read(node, child)?);
             }
         }
         let mut ranges = Vec::new();
@@ -258,10 +258,10 @@ struct Heap {
 }
 
 impl Heap {
-    fn read(&self, at: u32) -> Result<u32> {
-        if at as usize + 4 > self.len {
-            bail!("the malloc state points past the memory ({at:#x})");
-        }
+    /// The 32-bit word `offset` bytes past `at`.
+    fn read(&self, at: u32, offset: u32) -> Result<u32> {
+        let at = at.checked_add(offset).filter(|&at| at as usize + 4 <= self.len);
+        let Some(at) = at else { bail!("the malloc state points past the memory") };
         // SAFETY: inside the live memory (checked above); the guest does not run.
         Ok(u32::from_le(unsafe { std::ptr::read_unaligned((self.base + at as usize) as *const u32) }))
     }
