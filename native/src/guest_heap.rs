@@ -122,8 +122,10 @@ pub struct HeapTrim {
     base: usize,
     /// The guest address of dlmalloc's `malloc_state`.
     state: u32,
-    /// Guest ranges found free and not yet released.
+    /// Guest ranges found free and not yet released, and when the wait they were found
+    /// in began: once the guest has run again they may be in use.
     pending: Vec<(u32, u32)>,
+    found_in: Instant,
     last_look: Instant,
     /// Released since the last look, for the log.
     released: usize,
@@ -138,17 +140,21 @@ impl HeapTrim {
     /// anonymous) whose malloc state is at `state`; `idle_step` runs only while the guest
     /// does not run.
     pub unsafe fn new(base: *const u8, state: u32) -> Self {
-        Self { base: base as usize, state, pending: Vec::new(), last_look: Instant::now(), released: 0 }
+        let now = Instant::now();
+        Self { base: base as usize, state, pending: Vec::new(), found_in: now, last_look: now, released: 0 }
     }
 
-    /// One step of idle work, given how long the backend has waited for input: release
-    /// what the last look found, or look when it is time.
-    pub fn idle_step(&mut self, idle_for: Duration) -> Idle {
-        if let Some(range) = self.pending.pop() {
+    /// One step of idle work in the wait that began at `waiting_since`: release what
+    /// this wait's look found, or look when it is time.
+    pub fn idle_step(&mut self, waiting_since: Instant) -> Idle {
+        let cut_short = !self.pending.is_empty() && self.found_in != waiting_since;
+        if cut_short {
+            // A request came before all was released: what is left may be in use now.
+            self.pending.clear();
+        } else if let Some(range) = self.pending.pop() {
             self.release_part(range);
             return self.more_or_rest();
-        }
-        if idle_for < SETTLE && self.last_look.elapsed() < EVERY {
+        } else if waiting_since.elapsed() < SETTLE && self.last_look.elapsed() < EVERY {
             return Idle::At(SETTLE);
         }
         self.last_look = Instant::now();
@@ -157,6 +163,7 @@ impl HeapTrim {
         match self.look() {
             Ok(ranges) => {
                 self.pending = ranges;
+                self.found_in = waiting_since;
                 self.more_or_rest()
             }
             Err(e) => {
@@ -316,6 +323,72 @@ mod tests {
     fn the_state_is_found_in_free_or_in_what_it_forwards_to() {
         assert_eq!(allocator_state_offset(&sample(true)).unwrap(), 2486736);
         assert_eq!(allocator_state_offset(&sample(false)).unwrap(), 2486736);
+    }
+
+    /// A guest memory of 4 MiB (made as the port makes it) whose malloc state at 0x1000
+    /// says its top chunk is `[top, top + size)`; everything else is 0xAB.
+    fn heap_with_top(memory: &wasmer::sys::vm::VMMemory, top: u32, size: u32) {
+        // SAFETY: the definition of a live memory made just before.
+        let base = unsafe { memory.0.vmmemory().as_ref().base };
+        // SAFETY: the memory's 4 MiB, which nothing else touches in this test.
+        let bytes = unsafe { std::slice::from_raw_parts_mut(base, 4 << 20) };
+        let mut put = |at: u32, value: u32| bytes[at as usize..at as usize + 4].copy_from_slice(&value.to_le_bytes());
+        put(STATE + MAGIC, 0x5a5a_5a58);
+        put(STATE + LEAST_ADDR, 0x1_0000);
+        put(STATE + TOP, top);
+        put(STATE + TOP_SIZE, size);
+        put(top + HEAD, size | 1);
+    }
+
+    const STATE: u32 = 0x1000;
+
+    fn memory() -> (wasmer::sys::vm::VMMemory, *const u8) {
+        use wasmer::sys::Tunables;
+        let tunables = crate::guest_memory::PopulatingTunables::new();
+        let ty = wasmer::MemoryType::new(64, Some(1024), false);
+        let memory = tunables.create_host_memory(&ty, &tunables.memory_style(&ty)).unwrap();
+        // SAFETY: as above.
+        let base = unsafe { memory.0.vmmemory().as_ref().base };
+        // SAFETY: the memory's 4 MiB.
+        let bytes = unsafe { std::slice::from_raw_parts_mut(base, 4 << 20) };
+        bytes[0x1_0000..].fill(0xab);
+        (memory, base)
+    }
+
+    fn steps(trim: &mut HeapTrim, since: Instant) {
+        while trim.idle_step(since) == Idle::More {}
+    }
+
+    #[test]
+    fn a_look_releases_the_top_chunk_past_what_is_kept_and_nothing_else() {
+        let (memory, base) = memory();
+        heap_with_top(&memory, 0x1_0000, 3 << 20);
+        // SAFETY: the memory lives to the end of the test; nothing runs meanwhile.
+        let mut trim = unsafe { HeapTrim::new(base, STATE) };
+        steps(&mut trim, Instant::now() - SETTLE);
+        // SAFETY: the memory's 4 MiB.
+        let bytes = unsafe { std::slice::from_raw_parts(base, 4 << 20) };
+        let kept_to = (0x1_0000 + FREE_CHUNK_HEADER + KEEP_TOP).next_multiple_of(4096) as usize;
+        assert!(bytes[0x1_0008..kept_to].iter().all(|&b| b == 0xab), "the top's first MiB stays");
+        assert!(bytes[kept_to..0x1_0000 + (3 << 20)].iter().all(|&b| b == 0), "the rest of the top is released");
+        assert!(bytes[0x1_0000 + (3 << 20)..].iter().all(|&b| b == 0xab), "past the top chunk: untouched");
+    }
+
+    #[test]
+    fn what_one_wait_found_is_not_released_after_the_guest_ran() {
+        let (memory, base) = memory();
+        heap_with_top(&memory, 0x1_0000, 3 << 20);
+        // SAFETY: as above.
+        let mut trim = unsafe { HeapTrim::new(base, STATE) };
+        let first_wait = Instant::now() - SETTLE;
+        assert_eq!(trim.idle_step(first_wait), Idle::More, "the look found the top chunk");
+        // A request comes: the guest takes 2 MiB of the top chunk and writes it.
+        heap_with_top(&memory, 0x1_0000 + (2 << 20), 1 << 20);
+        let next_wait = first_wait + Duration::from_millis(1);
+        steps(&mut trim, next_wait);
+        // SAFETY: the memory's 4 MiB.
+        let bytes = unsafe { std::slice::from_raw_parts(base, 4 << 20) };
+        assert!(bytes[0x1_0008..0x1_0000 + (2 << 20)].iter().all(|&b| b == 0xab), "the guest's new data is kept");
     }
 
     #[test]

@@ -171,7 +171,7 @@ fn run(config: &Config) -> Result<u8> {
     // From now on, the backend's idle moments hand back its free heap.
     // SAFETY: as for the sweep above.
     match heap_state().and_then(|offset| unsafe { backend.heap_trim(offset) }) {
-        Ok(mut trim) => frames.when_idle(Box::new(move |idle_for| trim.idle_step(idle_for))),
+        Ok(mut trim) => frames.when_idle(Box::new(move |waiting_since| trim.idle_step(waiting_since))),
         Err(e) => log::warn!("free guest heap memory stays resident: {e:#}"),
     }
     // Read-only pages and free heap only: safe beside the backend, and off its path.

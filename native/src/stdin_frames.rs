@@ -17,7 +17,7 @@ use std::io;
 use std::mem::ManuallyDrop;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
@@ -74,10 +74,10 @@ pub struct StdinFrames {
     gate: OutputGate,
 }
 
-/// One step of work for the backend's thread while it waits for input, given how long
-/// the backend has waited so far; says when it wants the next. It runs while the guest
-/// is blocked reading its stdin, so it may touch the guest's memory.
-pub type IdleWork = Box<dyn FnMut(Duration) -> Idle + Send>;
+/// One step of work for the backend's thread while it waits for input, given when this
+/// wait began (the guest ran before it, not since); says when it wants the next. It
+/// runs while the guest is blocked reading its stdin, so it may touch the guest's memory.
+pub type IdleWork = Box<dyn FnMut(Instant) -> Idle + Send>;
 
 /// When an idle work wants its next step.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -162,7 +162,7 @@ impl StdinFrames {
     /// backend's thread when it waits for input (after `queued` found nothing and the
     /// reply so far was sent).
     pub fn next(&self) -> Input {
-        let waiting_since = std::time::Instant::now();
+        let waiting_since = Instant::now();
         loop {
             if let Some(item) = self.queued() {
                 return item;
@@ -202,12 +202,12 @@ impl StdinFrames {
 
     /// Runs the idle works' steps that are due; returns how long after `since` the
     /// earliest one wants its next step, if any does.
-    fn work_while_idle(&self, fds: &[RawFd], since: std::time::Instant) -> Option<Duration> {
+    fn work_while_idle(&self, fds: &[RawFd], since: Instant) -> Option<Duration> {
         let mut works = lock(&self.idle_work);
         let mut wake_at = None;
         let mut i = 0;
         while i < works.len() {
-            match works[i](since.elapsed()) {
+            match works[i](since) {
                 // Checked only between steps: most calls only say when (a poll each
                 // would cost every round trip a system call).
                 Idle::More if matches!(wait_readable(fds, 0), Ok(None)) => continue,
