@@ -15,6 +15,10 @@
 //! checked against dlmalloc's invariants (its magic, the top chunk's header, bounds),
 //! and a walk stops at anything outside the memory.
 //!
+//! What a look finds is released within the same wait for input, a step at a time (the
+//! guest does not run meanwhile); a request that comes first ends it, and the next
+//! wait looks again: by then the rest may be in use.
+//!
 //! The port's own heap is trimmed at a look too, when a big message's buffer was freed.
 
 use std::time::{Duration, Instant};
