@@ -269,18 +269,19 @@ impl Backend {
         Ok(unsafe { ZeroPageSweep::new(std::slice::from_raw_parts(view.data_ptr(), view.data_size() as usize)) })
     }
 
-    /// The guest heap's free pages, handed back to the OS a step at a time
-    /// ([`HeapTrim`]); `state_offset` is where the module's malloc keeps its state
-    /// ([`crate::guest_heap::allocator_state_offset`]).
+    /// What hands the guest heap's free pages back to the OS a step at a time
+    /// ([`HeapTrim`]), once the offset of the module's malloc state in its data is known
+    /// ([`crate::guest_heap::allocator_state_offset`]: read from the module's code, it
+    /// may come from another thread later).
     ///
     /// # Safety
     /// Step the trim only while the guest does not run (it waits for input), and not
     /// after the backend is gone.
-    pub unsafe fn heap_trim(&mut self, state_offset: u32) -> Result<HeapTrim> {
+    pub unsafe fn heap_trim(&mut self) -> Result<impl FnOnce(u32) -> HeapTrim + Send> {
         let view = self.env.data(&self.store).try_memory_view(&self.store).context("guest memory")?;
-        let state = DataSymbols::new(&self.module)?.memory_base().checked_add(state_offset).context("malloc state address")?;
+        let (base, data_base) = (view.data_ptr() as usize, DataSymbols::new(&self.module)?.memory_base());
         // SAFETY: the guest's memory, made by our tunables; the caller's promise is passed on.
-        Ok(unsafe { HeapTrim::new(view.data_ptr(), state) })
+        Ok(move |state_offset: u32| unsafe { HeapTrim::new(base as *const u8, data_base.saturating_add(state_offset)) })
     }
 
     pub fn log_tail(&self) -> String {

@@ -1,6 +1,8 @@
 //! pglite-port: configuration in, runtime up, frame loop, clean shutdown.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -105,14 +107,6 @@ fn run(config: &Config) -> Result<u8> {
             (!precompile).then(|| DataDir::open(&location, &template, memory_dir.as_deref(), &handle)).transpose()
         })?
     };
-    // Where the guest's malloc keeps its state, read from the module's code meanwhile.
-    let heap_state = {
-        let path = config.wasm_path.clone().unwrap_or_else(|| runtime.module_path());
-        in_background("heap state", move || {
-            let wasm = std::fs::read(&path).with_context(|| format!("read {}", path.display()))?;
-            guest_heap::allocator_state_offset(&wasm)
-        })?
-    };
     let loaded = load_modules(config, &rt, &modules, &runtime);
     let data = data();
     let (module, module_sha256, side) = loaded?;
@@ -168,10 +162,9 @@ fn run(config: &Config) -> Result<u8> {
         })),
         Err(e) => log::warn!("could not release zero guest pages: {e:#}"),
     }
-    // From now on, the backend's idle moments hand back its free heap.
     // SAFETY: as for the sweep above.
-    match heap_state().and_then(|offset| unsafe { backend.heap_trim(offset) }) {
-        Ok(mut trim) => frames.when_idle(Box::new(move |waiting_since| trim.idle_step(waiting_since))),
+    match unsafe { backend.heap_trim() } {
+        Ok(trim_at) => hand_back_free_heap(trim_at, config.wasm_path.clone().unwrap_or_else(|| runtime.module_path()), frames.clone()),
         Err(e) => log::warn!("free guest heap memory stays resident: {e:#}"),
     }
     // Read-only pages and free heap only: safe beside the backend, and off its path.
@@ -214,6 +207,26 @@ fn load_modules(
     };
     let side = side_modules::seed(rt, modules, runtime)?;
     Ok((module, module_sha256, side))
+}
+
+/// From when a thread has read where the guest's malloc keeps its state from the module
+/// at `module_path` (5-20 ms, kept off the start's path: a start took 6 ms longer with it
+/// there), the backend's idle moments hand back its free heap.
+fn hand_back_free_heap(trim_at: impl FnOnce(u32) -> guest_heap::HeapTrim + Send + 'static, module_path: PathBuf, frames: Arc<StdinFrames>) {
+    let located = move || {
+        let wasm = std::fs::read(&module_path).with_context(|| format!("read {}", module_path.display()))?;
+        guest_heap::allocator_state_offset(&wasm)
+    };
+    let spawned = std::thread::Builder::new().name("heap state".into()).spawn(move || match located() {
+        Ok(offset) => {
+            let mut trim = trim_at(offset);
+            frames.when_idle(Box::new(move |waiting_since| trim.idle_step(waiting_since)));
+        }
+        Err(e) => log::warn!("free guest heap memory stays resident: {e:#}"),
+    });
+    if let Err(e) = spawned {
+        log::warn!("free guest heap memory stays resident: {e}");
+    }
 }
 
 /// Runs `work` on a thread of its own; calling the result waits for it.
