@@ -28,7 +28,7 @@ defmodule Pglite.SessionResetTest do
     assert "extended DEALLOCATE ALL 1 DEALLOCATE ALL" in ours
     assert "b after a's extended ones: [1, 2, 0, '7MB']" in ours
     assert "after RESET ALL among others: 5MB ISO, DMY" in ours
-    assert "DEALLOCATE ALL among others: ['SELECT 1', 'DEALLOCATE ALL', 'SELECT 1']" in ours
+    assert "DEALLOCATE ALL among others: ['SELECT 1', 'DEALLOCATE ALL', 'SELECT 1', 'DEALLOCATE ALL']" in ours
     assert "b's after it: 2" in ours
     assert "d's after it: 42" in ours
     assert "DEALLOCATE ALL in a pipeline: 1 DEALLOCATE ALL 2" in ours

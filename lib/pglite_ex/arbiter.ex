@@ -390,11 +390,14 @@ defmodule PgliteEx.Arbiter do
   # A DEALLOCATE ALL the backend ran as written (among other statements of a Query, or
   # in a pipeline; sent alone it is PgliteEx.SessionReset's) closed every client's
   # statements. The holder's are gone, as on a server; the others' are parsed again,
-  # each with its client's settings in place, before anyone else goes on.
+  # each with its client's settings in place, before anyone else goes on; once per
+  # client however many DEALLOCATE ALL the turn sends.
   defp deallocated(%{holder: {:client, pid}} = state, {?C, "DEALLOCATE ALL" <> <<0>>, _}) do
+    pending = for {:reparse, other, _} <- state.chores, into: MapSet.new(), do: other
+
     chores =
       for {other, client} <- Enum.sort_by(state.clients, fn {_, c} -> c.id end),
-          other != pid and map_size(client.statements) > 0,
+          other != pid and map_size(client.statements) > 0 and not MapSet.member?(pending, other),
           chore <- [{:apply, client.settings, other}, {:reparse, other, Map.values(client.statements)}],
           do: chore
 

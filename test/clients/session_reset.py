@@ -102,7 +102,7 @@ print("d prepares:", outcome(d, "SELECT v FROM dt WHERE %s::int = 1", [1], prepa
 f = psycopg.connect(autocommit=True)
 f.execute("PREPARE f_sql AS SELECT 1")
 f.execute("SELECT %s::int + 1", [1], prepare=True)
-f.pgconn.send_query(b"SELECT 1; DEALLOCATE ALL; SELECT 2")
+f.pgconn.send_query(b"SELECT 1; DEALLOCATE ALL; SELECT 2; DEALLOCATE ALL")
 tags = []
 while (res := f.pgconn.get_result()) is not None:
     tags.append(res.command_status.decode())
